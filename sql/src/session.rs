@@ -1,0 +1,41 @@
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::SessionConfig;
+
+/// Optimizer rules that would hide the aggregation's two phases from the
+/// streaming layer: it must see one aggregate (not `count(DISTINCT)` rewritten
+/// into two) and keep the partial and final stages apart.
+const LOGICAL_RULES_OFF: &[&str] = &["single_distinct_aggregation_to_group_by"];
+const PHYSICAL_RULES_OFF: &[&str] = &["CombinePartialFinalAggregate"];
+
+/// A DataFusion session for planning continuous queries: one partition per
+/// plan (the engine parallelises across jobs and partitions itself) and the
+/// aggregation phases kept apart.
+pub fn streaming_session_state() -> SessionState {
+    streaming_session_state_with_config(SessionConfig::new())
+}
+
+/// [`streaming_session_state`] with the caller's settings (batch size, ...).
+pub fn streaming_session_state_with_config(config: SessionConfig) -> SessionState {
+    let config = config.with_target_partitions(1);
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .build();
+    let logical = state
+        .optimizers()
+        .iter()
+        .filter(|r| !LOGICAL_RULES_OFF.contains(&r.name()))
+        .cloned()
+        .collect();
+    let physical = state
+        .physical_optimizers()
+        .iter()
+        .filter(|r| !PHYSICAL_RULES_OFF.contains(&r.name()))
+        .cloned()
+        .collect();
+    SessionStateBuilder::new_from_existing(state)
+        .with_optimizer_rules(logical)
+        .with_physical_optimizer_rules(physical)
+        .build()
+}

@@ -1,0 +1,93 @@
+use arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast;
+use fibers_catalog::ObjectKind;
+
+use crate::Options;
+
+/// A DataFibers statement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Statement {
+    /// `CREATE STREAM`.
+    CreateStream(CreateStream),
+    /// `CREATE MATERIALIZED VIEW ... AS SELECT`.
+    CreateView(CreateQuery),
+    /// `CREATE SINK ... AS SELECT`.
+    CreateSink(CreateQuery),
+    /// `SHOW STREAMS | VIEWS | SINKS | JOBS`.
+    Show(ShowTarget),
+    /// `DESCRIBE name`.
+    Describe(String),
+    /// `DROP STREAM | MATERIALIZED VIEW | SINK [IF EXISTS] name`.
+    Drop {
+        /// What is dropped.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// Whether a missing object is fine.
+        if_exists: bool,
+    },
+    /// An ad-hoc query (`SELECT`, `EXPLAIN`), run once over archives and
+    /// bounded streams.
+    Query(Box<ast::Statement>),
+}
+
+/// What a `SHOW` statement lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShowTarget {
+    /// Streams.
+    Streams,
+    /// Materialized views.
+    Views,
+    /// Sinks.
+    Sinks,
+    /// The jobs running views and sinks.
+    Jobs,
+}
+
+/// `CREATE STREAM name (columns, WATERMARK ...) WITH (options)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateStream {
+    /// The stream's name.
+    pub name: String,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// Declared columns; empty when the connector supplies the schema.
+    pub columns: Vec<ColumnSpec>,
+    /// The event-time column and its delay, when declared.
+    pub watermark: Option<WatermarkSpec>,
+    /// The `WITH` options (connector and its settings).
+    pub options: Options,
+}
+
+/// A declared column of a stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ColumnSpec {
+    /// Column name.
+    pub name: String,
+    /// Its Arrow type.
+    pub data_type: DataType,
+    /// False when declared `NOT NULL`.
+    pub nullable: bool,
+}
+
+/// `WATERMARK FOR column AS column - INTERVAL ...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatermarkSpec {
+    /// The event-time column.
+    pub column: String,
+    /// How far the watermark trails the largest event time seen.
+    pub delay_nanos: i64,
+}
+
+/// `CREATE MATERIALIZED VIEW` or `CREATE SINK`: a named continuous query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateQuery {
+    /// The view's or sink's name.
+    pub name: String,
+    /// `IF NOT EXISTS` was given.
+    pub if_not_exists: bool,
+    /// The `WITH` options (archive or connector and its settings).
+    pub options: Options,
+    /// The continuous query.
+    pub query: Box<ast::Query>,
+}
