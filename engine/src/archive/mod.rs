@@ -1,0 +1,185 @@
+//! Archives: where a view's results (or a file sink's rows) are committed,
+//! and from where ad-hoc queries read them.
+
+mod delta;
+mod parquet;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use async_trait::async_trait;
+use datafusion::prelude::SessionContext;
+use fibers_sql::Options;
+
+use crate::{Error, Result};
+
+/// Archive formats.
+pub(crate) const FORMATS: &[&str] = &["delta", "parquet"];
+
+/// Where and how a view or sink archives its rows.
+#[derive(Debug, Clone)]
+pub(crate) struct ArchiveConfig {
+    pub format: ArchiveFormat,
+    /// The path as written (shown by `SHOW VIEWS`).
+    pub path_written: String,
+    /// The path resolved against the data dir.
+    pub path: PathBuf,
+    pub commit: CommitPolicy,
+}
+
+/// The table format of an archive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveFormat {
+    Delta,
+    Parquet,
+}
+
+impl ArchiveFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveFormat::Delta => "delta",
+            ArchiveFormat::Parquet => "parquet",
+        }
+    }
+}
+
+/// When buffered rows are committed: whichever comes first. A commit groups
+/// many windows; committing per row or per window would flood the table
+/// with tiny files and log entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CommitPolicy {
+    pub interval: std::time::Duration,
+    pub max_rows: usize,
+}
+
+impl Default for CommitPolicy {
+    fn default() -> Self {
+        CommitPolicy {
+            interval: std::time::Duration::from_secs(10),
+            max_rows: 1_000_000,
+        }
+    }
+}
+
+/// Options of views and file sinks besides the format key.
+pub(crate) const OPTIONS: &[&str] = &["path", "commit_interval", "commit_rows"];
+
+impl ArchiveConfig {
+    /// Reads `path`, `commit_interval` and `commit_rows`; `format_key` is
+    /// `archive` for views and `connector` for sinks.
+    pub fn from_options(options: &mut Options, format_key: &str, owner: &str, name: &str, data_dir: &Path) -> Result<Self> {
+        let format = match options.take(format_key) {
+            None => ArchiveFormat::Delta,
+            Some(f) => match f.to_ascii_lowercase().as_str() {
+                "delta" => ArchiveFormat::Delta,
+                "parquet" => ArchiveFormat::Parquet,
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "unknown {format_key} '{f}' for {owner} '{name}'; expected one of: {}",
+                        FORMATS.join(", ")
+                    )));
+                }
+            },
+        };
+        let path_written = options.take("path").unwrap_or_else(|| name.to_string());
+        let mut commit = CommitPolicy::default();
+        if let Some(interval) = options.take_duration("commit_interval")? {
+            commit.interval = interval;
+        }
+        if let Some(rows) = options.take_parsed::<usize>("commit_rows", "a number of rows")? {
+            commit.max_rows = rows.max(1);
+        }
+        Ok(ArchiveConfig {
+            format,
+            path: data_dir.join(&path_written),
+            path_written,
+            commit,
+        })
+    }
+
+    fn location(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    /// Creates the (empty) archive so it can be queried before the first
+    /// commit. An existing archive is kept (re-created views append).
+    pub async fn create(&self, owner: &str, schema: &SchemaRef) -> Result<()> {
+        let schema = archive_schema(schema);
+        match self.format {
+            ArchiveFormat::Delta => delta::create(self, owner, &schema).await,
+            ArchiveFormat::Parquet => std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e)),
+        }
+    }
+
+    /// Opens a writer for a job.
+    pub async fn open(&self, owner: &str, schema: &SchemaRef) -> Result<Box<dyn Archive>> {
+        let schema = archive_schema(schema);
+        Ok(match self.format {
+            ArchiveFormat::Delta => Box::new(delta::DeltaArchive::open(self, owner, schema).await?),
+            ArchiveFormat::Parquet => Box::new(parquet::ParquetArchive::new(self, owner, schema)),
+        })
+    }
+
+    /// Makes the archive queryable as `name` in an ad-hoc query.
+    pub async fn register(&self, ctx: &SessionContext, name: &str, schema: &SchemaRef) -> Result<()> {
+        let schema = archive_schema(schema);
+        match self.format {
+            ArchiveFormat::Delta => delta::register(self, ctx, name).await,
+            ArchiveFormat::Parquet => parquet::register(self, ctx, name, schema).await,
+        }
+    }
+}
+
+/// A writer of an archive.
+#[async_trait]
+pub(crate) trait Archive: Send {
+    /// Buffers rows for the next commit.
+    fn buffer(&mut self, batch: RecordBatch) -> Result<()>;
+
+    /// Rows buffered since the last commit.
+    fn buffered_rows(&self) -> usize;
+
+    /// Publishes the buffered rows atomically (readers see all or none).
+    async fn commit(&mut self) -> Result<()>;
+}
+
+/// The schema rows are archived with: timestamps in microseconds (Delta's
+/// unit), strings and binaries in their plain Arrow types, every column
+/// nullable so a plan's nullability inference can never reject a write.
+pub(crate) fn archive_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), archive_type(f.data_type()), true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+fn archive_type(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
+        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        other => other.clone(),
+    }
+}
+
+/// Converts a batch to the archive schema.
+pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(Arc::clone(c))
+            } else {
+                cast(c, f.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

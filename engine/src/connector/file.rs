@@ -1,0 +1,352 @@
+//! The `file` connector: JSON lines or CSV from a file or a directory of
+//! files (read in name order). Bounded; the way recorded data is replayed.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use arrow::compute::concat_batches;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use fibers_sql::Options;
+
+use super::{BadData, Poll, Source, take_bad_data};
+use crate::{Error, Result};
+
+pub(crate) const OPTIONS: &[&str] = &["path", "format", "header", "bad_data"];
+
+/// The record formats the file connector reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FileFormat {
+    Json,
+    Csv { header: bool },
+}
+
+/// Settings of a `file` stream.
+#[derive(Debug, Clone)]
+pub(crate) struct FileConfig {
+    /// The path as the user wrote it (used in messages).
+    pub path_written: String,
+    /// The path resolved against the data dir.
+    pub path: PathBuf,
+    pub format: FileFormat,
+    pub bad_data: BadData,
+}
+
+impl FileConfig {
+    pub fn from_options(options: &mut Options, data_dir: &Path) -> Result<Self> {
+        let path_written = options.take_required("path", "connector 'file'")?;
+        let format = options.take_choice("format", &["json", "csv"])?;
+        let header = options.take_bool("header")?;
+        let format = match format.as_deref() {
+            Some("csv") => FileFormat::Csv {
+                header: header.unwrap_or(true),
+            },
+            _ if header.is_some() => {
+                return Err(Error::invalid(
+                    "option 'header' applies to format = 'csv' only",
+                ));
+            }
+            Some(_) => FileFormat::Json,
+            None => {
+                return Err(Error::invalid(
+                    "connector 'file' requires option 'format'; expected one of: json, csv",
+                ));
+            }
+        };
+        let bad_data = take_bad_data(options)?;
+        Ok(FileConfig {
+            path: data_dir.join(&path_written),
+            path_written,
+            format,
+            bad_data,
+        })
+    }
+
+    pub fn open(&self, stream: &str, schema: SchemaRef, batch_size: usize) -> Result<FileSource> {
+        let files = list_files(&self.path).map_err(|e| Error::Source {
+            stream: stream.to_string(),
+            message: format!("cannot read '{}': {e}", self.path_written),
+        })?;
+        Ok(FileSource {
+            stream: stream.to_string(),
+            config: self.clone(),
+            schema,
+            batch_size: batch_size.max(1),
+            files: files.into_iter(),
+            current: None,
+            bad_rows: 0,
+        })
+    }
+}
+
+/// A file, or a directory's regular files in name order (hidden files, such
+/// as editors' temporary files, are skipped).
+fn list_files(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if !path.is_dir() {
+        File::open(path)?;
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path)? {
+        let entry = entry?;
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if !hidden && entry.file_type()?.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+struct OpenFile {
+    /// The name shown in errors: the written path, plus the file name when
+    /// the path is a directory.
+    label: String,
+    reader: BufReader<File>,
+    /// 1-based number of the last line read.
+    line: u64,
+}
+
+/// Reads a stream's file(s), decoding straight into Arrow batches.
+pub(crate) struct FileSource {
+    stream: String,
+    config: FileConfig,
+    schema: SchemaRef,
+    batch_size: usize,
+    files: std::vec::IntoIter<PathBuf>,
+    current: Option<OpenFile>,
+    bad_rows: u64,
+}
+
+impl FileSource {
+    fn error(&self, message: String) -> Error {
+        Error::Source {
+            stream: self.stream.clone(),
+            message,
+        }
+    }
+
+    fn open_next(&mut self) -> Result<bool> {
+        let Some(path) = self.files.next() else {
+            return Ok(false);
+        };
+        let label = if self.config.path.is_dir() {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            format!("{}/{name}", self.config.path_written.trim_end_matches('/'))
+        } else {
+            self.config.path_written.clone()
+        };
+        let file = File::open(&path).map_err(|e| self.error(format!("cannot read '{label}': {e}")))?;
+        let mut open = OpenFile {
+            label,
+            reader: BufReader::with_capacity(1 << 20, file),
+            line: 0,
+        };
+        if matches!(self.config.format, FileFormat::Csv { header: true }) {
+            let mut header = Vec::new();
+            read_line(&mut open, &mut header).map_err(|e| self.error(e))?;
+        }
+        self.current = Some(open);
+        Ok(true)
+    }
+
+    /// Decodes `lines`; when the chunk as a whole does not decode, decodes
+    /// line by line so one bad record never costs its neighbours.
+    fn decode(&mut self, label: &str, chunk: &[u8], lines: &[(u64, usize, usize)]) -> Result<Option<RecordBatch>> {
+        if let Ok(batch) = decode_records(self.config.format, &self.schema, chunk) {
+            return Ok(batch);
+        }
+        let mut good = Vec::new();
+        for &(line, start, end) in lines {
+            match decode_records(self.config.format, &self.schema, &chunk[start..end]) {
+                Ok(Some(batch)) => good.push(batch),
+                Ok(None) => {}
+                Err(e) => match self.config.bad_data {
+                    BadData::Fail => {
+                        return Err(self.error(format!(
+                            "{label} line {line}: {e} (set bad_data = 'drop' to skip malformed records)"
+                        )));
+                    }
+                    BadData::Drop => self.bad_rows += 1,
+                },
+            }
+        }
+        if good.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(concat_batches(&self.schema, &good)?))
+    }
+}
+
+impl Source for FileSource {
+    fn poll(&mut self) -> Result<Poll> {
+        loop {
+            if self.current.is_none() && !self.open_next()? {
+                return Ok(Poll::End);
+            }
+            let Some(mut open) = self.current.take() else {
+                return Ok(Poll::End);
+            };
+            let mut chunk = Vec::with_capacity(64 * 1024);
+            let mut lines = Vec::with_capacity(self.batch_size);
+            let mut eof = false;
+            while lines.len() < self.batch_size {
+                let start = chunk.len();
+                match read_line(&mut open, &mut chunk) {
+                    Err(e) => return Err(self.error(e)),
+                    Ok(false) => {
+                        eof = true;
+                        break;
+                    }
+                    Ok(true) => {
+                        if chunk[start..].iter().all(u8::is_ascii_whitespace) {
+                            chunk.truncate(start);
+                        } else {
+                            if chunk.last() != Some(&b'\n') {
+                                chunk.push(b'\n');
+                            }
+                            lines.push((open.line, start, chunk.len()));
+                        }
+                    }
+                }
+            }
+            let label = open.label.clone();
+            if !eof {
+                self.current = Some(open);
+            }
+            if lines.is_empty() {
+                continue;
+            }
+            if let Some(batch) = self.decode(&label, &chunk, &lines)? {
+                return Ok(Poll::Batch(batch));
+            }
+        }
+    }
+
+    fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+}
+
+/// Appends the next line (with its newline) to `buf`; false at end of file.
+fn read_line(open: &mut OpenFile, buf: &mut Vec<u8>) -> std::result::Result<bool, String> {
+    let n = open
+        .reader
+        .read_until(b'\n', buf)
+        .map_err(|e| format!("cannot read '{}': {e}", open.label))?;
+    if n == 0 {
+        return Ok(false);
+    }
+    open.line += 1;
+    Ok(true)
+}
+
+/// Decodes complete records with Arrow's columnar JSON or CSV decoder.
+fn decode_records(format: FileFormat, schema: &SchemaRef, bytes: &[u8]) -> Result<Option<RecordBatch>, String> {
+    match format {
+        FileFormat::Json => {
+            let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
+                .with_batch_size(usize::MAX >> 1)
+                .build_decoder()
+                .map_err(|e| e.to_string())?;
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let consumed = decoder.decode(rest).map_err(|e| e.to_string())?;
+                if consumed == 0 {
+                    break;
+                }
+                rest = &rest[consumed..];
+            }
+            decoder.flush().map_err(|e| e.to_string())
+        }
+        FileFormat::Csv { .. } => {
+            let mut decoder = arrow_csv::ReaderBuilder::new(schema.clone())
+                .with_header(false)
+                .with_batch_size(usize::MAX >> 1)
+                .build_decoder();
+            let mut rest = bytes;
+            while !rest.is_empty() {
+                let consumed = decoder.decode(rest).map_err(|e| e.to_string())?;
+                if consumed == 0 {
+                    break;
+                }
+                rest = &rest[consumed..];
+            }
+            // A final record without a newline is completed by an empty decode.
+            decoder.decode(&[]).map_err(|e| e.to_string())?;
+            decoder.flush().map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Schema, Int64Type};
+
+    use super::*;
+
+    fn source(contents: &str, format: FileFormat, bad_data: BadData, batch_size: usize) -> (tempfile::TempDir, FileSource) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("in.txt"), contents).unwrap();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let config = FileConfig {
+            path_written: "in.txt".into(),
+            path: dir.path().join("in.txt"),
+            format,
+            bad_data,
+        };
+        let source = config.open("s", schema, batch_size).unwrap();
+        (dir, source)
+    }
+
+    fn ids(source: &mut FileSource) -> Result<Vec<i64>> {
+        let mut out = Vec::new();
+        loop {
+            match source.poll()? {
+                Poll::Batch(b) => out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied()),
+                Poll::End => return Ok(out),
+                Poll::Idle(_) => unreachable!("files never idle"),
+            }
+        }
+    }
+
+    #[test]
+    fn json_lines_in_batches() {
+        let text = "{\"id\": 1, \"name\": \"a\"}\n\n{\"id\": 2}\n{\"id\": 3, \"name\": \"c\"}";
+        let (_d, mut s) = source(text, FileFormat::Json, BadData::Fail, 2);
+        assert_eq!(ids(&mut s).unwrap(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn malformed_json_fails_naming_the_line() {
+        let text = "{\"id\": 1}\n{\"id\": 2}\n{\"id\": oops}\n{\"id\": 4}\n";
+        let (_d, mut s) = source(text, FileFormat::Json, BadData::Fail, 100);
+        let err = ids(&mut s).unwrap_err().to_string();
+        assert!(err.starts_with("stream 's': in.txt line 3: "), "{err}");
+    }
+
+    #[test]
+    fn dropped_records_do_not_take_neighbours_with_them() {
+        let text = "{\"id\": 1}\n{\"id\": \"x\"}\n{\"id\": 3}\n{\"name\": \"no id\"}\n{\"id\": 5}\n";
+        let (_d, mut s) = source(text, FileFormat::Json, BadData::Drop, 100);
+        assert_eq!(ids(&mut s).unwrap(), [1, 3, 5]);
+        assert_eq!(s.bad_rows(), 2);
+    }
+
+    #[test]
+    fn csv_with_header_and_bad_row() {
+        let text = "id,name\n1,a\nnope,b\n3,\n";
+        let (_d, mut s) = source(text, FileFormat::Csv { header: true }, BadData::Fail, 100);
+        let err = ids(&mut s).unwrap_err().to_string();
+        assert!(err.contains("in.txt line 3"), "{err}");
+        let (_d, mut s) = source(text, FileFormat::Csv { header: true }, BadData::Drop, 100);
+        assert_eq!(ids(&mut s).unwrap(), [1, 3]);
+    }
+}

@@ -1,0 +1,252 @@
+//! Sources of stream rows. Each connector turns its `WITH` options into a
+//! typed configuration when the stream is created (so errors surface at
+//! `CREATE STREAM`), and opens a [`Source`] for every job that reads it.
+
+pub(crate) mod file;
+pub mod stocks;
+mod stocks_source;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use fibers_sql::{ARRIVAL_TIME_COLUMN, CreateStream, Options, StreamInfo};
+
+use crate::{Error, Result};
+use file::FileConfig;
+use stocks_source::StocksSourceConfig;
+
+/// The connectors a stream can read from.
+pub(crate) const CONNECTORS: &[&str] = &["stocks", "file"];
+
+/// What a source yields when polled.
+pub(crate) enum Poll {
+    /// Rows, in the stream's schema (without the arrival-time column).
+    Batch(RecordBatch),
+    /// Nothing yet; poll again after at most this long.
+    Idle(Duration),
+    /// The source is bounded and has no more rows.
+    End,
+}
+
+/// A reader of one stream for one job. Sources are polled from a dedicated
+/// thread, so they may block on I/O.
+pub(crate) trait Source: Send {
+    /// The next rows, a wait, or the end.
+    fn poll(&mut self) -> Result<Poll>;
+
+    /// Rows skipped as malformed so far (under `bad_data = 'drop'`).
+    fn bad_rows(&self) -> u64 {
+        0
+    }
+}
+
+/// A resolved stream: its schema, time attribute and connector settings.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamDef {
+    pub name: String,
+    /// The columns the stream exposes (with `_arrival_time` appended for a
+    /// stream without a WATERMARK).
+    pub schema: SchemaRef,
+    /// The event-time column (or `_arrival_time`).
+    pub time_column: String,
+    /// Watermark delay in nanoseconds.
+    pub delay_nanos: i64,
+    /// Whether the time attribute is arrival time (stamped by the engine).
+    pub arrival_time: bool,
+    pub connector: ConnectorConfig,
+}
+
+/// The typed settings of a stream's connector.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectorConfig {
+    Stocks(StocksSourceConfig),
+    File(FileConfig),
+}
+
+impl StreamDef {
+    /// Validates a `CREATE STREAM` and resolves its schema and connector.
+    pub fn resolve(create: &CreateStream, data_dir: &Path) -> Result<Self> {
+        let mut options = create.options.clone();
+        let owner = format!("stream '{}'", create.name);
+        let connector = options
+            .take("connector")
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{owner} requires option 'connector'; expected one of: {}",
+                    CONNECTORS.join(", ")
+                ))
+            })?
+            .to_ascii_lowercase();
+        let (connector, declared) = match connector.as_str() {
+            "stocks" => {
+                if !create.columns.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "connector 'stocks' defines the columns of {owner} itself \
+                         (symbol, price, volume, ts); remove the column list"
+                    )));
+                }
+                let config = StocksSourceConfig::from_options(&mut options)?;
+                (ConnectorConfig::Stocks(config), stocks::stocks_schema())
+            }
+            "file" => {
+                let schema = declared_schema(create)?;
+                let config = FileConfig::from_options(&mut options, data_dir)?;
+                (ConnectorConfig::File(config), schema)
+            }
+            other => {
+                return Err(Error::invalid(format!(
+                    "unknown connector '{other}' for {owner}; expected one of: {}",
+                    CONNECTORS.join(", ")
+                )));
+            }
+        };
+        let name = match &connector {
+            ConnectorConfig::Stocks(_) => "stocks",
+            ConnectorConfig::File(_) => "file",
+        };
+        options.finish(
+            &format!("connector '{name}'"),
+            &valid_options(&connector),
+        )?;
+
+        // The stock feed knows its own disorder bound: its default watermark
+        // lets no generated event be late.
+        let watermark = match (&create.watermark, &connector) {
+            (Some(w), _) => Some((w.column.clone(), w.delay_nanos)),
+            (None, ConnectorConfig::Stocks(c)) => Some(("ts".to_string(), c.generator.disorder_nanos)),
+            (None, _) => None,
+        };
+        let (schema, time_column, delay_nanos, arrival_time) = match watermark {
+            Some((column, delay)) => {
+                let ok = declared
+                    .field_with_name(&column)
+                    .map(|f| matches!(f.data_type(), DataType::Timestamp(_, _)))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(Error::invalid(format!(
+                        "WATERMARK column '{column}' is not a TIMESTAMP column of {owner}"
+                    )));
+                }
+                (declared, column, delay, false)
+            }
+            None => {
+                let mut fields = declared.fields().to_vec();
+                fields.push(Arc::new(Field::new(
+                    ARRIVAL_TIME_COLUMN,
+                    DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    false,
+                )));
+                (Arc::new(Schema::new(fields)), ARRIVAL_TIME_COLUMN.to_string(), 0, true)
+            }
+        };
+        Ok(StreamDef {
+            name: create.name.clone(),
+            schema,
+            time_column,
+            delay_nanos,
+            arrival_time,
+            connector,
+        })
+    }
+
+    /// The schema the connector decodes into (without `_arrival_time`).
+    pub fn source_schema(&self) -> SchemaRef {
+        if self.arrival_time {
+            let fields = &self.schema.fields()[..self.schema.fields().len() - 1];
+            Arc::new(Schema::new(fields.to_vec()))
+        } else {
+            Arc::clone(&self.schema)
+        }
+    }
+
+    /// Whether the stream ends by itself.
+    pub fn bounded(&self) -> bool {
+        match &self.connector {
+            ConnectorConfig::Stocks(c) => c.generator.limit.is_some(),
+            ConnectorConfig::File(_) => true,
+        }
+    }
+
+    /// The connector's name.
+    pub fn connector_name(&self) -> &'static str {
+        match &self.connector {
+            ConnectorConfig::Stocks(_) => "stocks",
+            ConnectorConfig::File(_) => "file",
+        }
+    }
+
+    /// What the planner needs to know.
+    pub fn info(&self) -> StreamInfo {
+        StreamInfo {
+            schema: Arc::clone(&self.schema),
+            time_column: self.time_column.clone(),
+        }
+    }
+
+    /// Opens a new reader of this stream.
+    pub fn open(&self, batch_size: usize) -> Result<Box<dyn Source>> {
+        Ok(match &self.connector {
+            ConnectorConfig::Stocks(c) => Box::new(c.open(batch_size)),
+            ConnectorConfig::File(c) => Box::new(c.open(&self.name, self.source_schema(), batch_size)?),
+        })
+    }
+}
+
+fn valid_options(connector: &ConnectorConfig) -> Vec<&'static str> {
+    let mut valid = vec!["connector"];
+    valid.extend_from_slice(match connector {
+        ConnectorConfig::Stocks(_) => stocks_source::OPTIONS,
+        ConnectorConfig::File(_) => file::OPTIONS,
+    });
+    valid
+}
+
+fn declared_schema(create: &CreateStream) -> Result<SchemaRef> {
+    if create.columns.is_empty() {
+        return Err(Error::invalid(format!(
+            "stream '{}' needs a column list: CREATE STREAM {} (name TYPE, ...) WITH (...)",
+            create.name, create.name
+        )));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut fields = Vec::with_capacity(create.columns.len());
+    for c in &create.columns {
+        if !seen.insert(c.name.as_str()) {
+            return Err(Error::invalid(format!(
+                "column '{}' is declared twice in stream '{}'",
+                c.name, create.name
+            )));
+        }
+        if c.name == ARRIVAL_TIME_COLUMN
+            || c.name == fibers_sql::WINDOW_START
+            || c.name == fibers_sql::WINDOW_END
+        {
+            return Err(Error::invalid(format!(
+                "column name '{}' of stream '{}' is reserved",
+                c.name, create.name
+            )));
+        }
+        fields.push(Field::new(&c.name, c.data_type.clone(), c.nullable));
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Takes `bad_data`, shared by connectors that decode records.
+pub(crate) fn take_bad_data(options: &mut Options) -> Result<BadData> {
+    Ok(match options.take_choice("bad_data", &["fail", "drop"])?.as_deref() {
+        Some("drop") => BadData::Drop,
+        _ => BadData::Fail,
+    })
+}
+
+/// What to do with a record that cannot be decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BadData {
+    /// Stop the job with an error naming the record.
+    Fail,
+    /// Skip the record and count it.
+    Drop,
+}

@@ -1,0 +1,359 @@
+//! The engine: a data dir's catalog, streams, views, sinks and their jobs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
+use fibers_sql::{
+    CreateQuery, CreateStream, ParsedStatement, Statement, StreamInfo, StreamResolver,
+    plan_continuous_query,
+};
+use tokio::sync::Mutex;
+
+use crate::archive::{self, ArchiveConfig};
+use crate::connector::StreamDef;
+use crate::job::{JobHandle, JobSpec};
+use crate::plan::InputTable;
+use crate::{Error, Result, StatementResult, query};
+
+/// Settings of an engine.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Where the catalog and (by default) archives live.
+    pub data_dir: PathBuf,
+    /// Rows per batch read from sources.
+    pub batch_size: usize,
+}
+
+impl EngineConfig {
+    /// Defaults for a data dir: 8192-row batches.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        EngineConfig {
+            data_dir: data_dir.into(),
+            batch_size: 8192,
+        }
+    }
+}
+
+/// A view or sink: where its rows go.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    pub kind: ObjectKind,
+    pub archive: ArchiveConfig,
+    pub schema: SchemaRef,
+}
+
+#[derive(Default)]
+pub(crate) struct Objects {
+    pub streams: BTreeMap<String, Arc<StreamDef>>,
+    pub outputs: BTreeMap<String, Output>,
+    pub jobs: BTreeMap<String, JobHandle>,
+}
+
+impl Objects {
+    fn kind_of(&self, name: &str) -> Option<ObjectKind> {
+        if self.streams.contains_key(name) {
+            Some(ObjectKind::Stream)
+        } else {
+            self.outputs.get(name).map(|o| o.kind)
+        }
+    }
+}
+
+impl StreamResolver for Objects {
+    fn stream(&self, name: &str) -> Option<StreamInfo> {
+        self.streams.get(name).map(|s| s.info())
+    }
+
+    fn kind_of(&self, name: &str) -> Option<ObjectKind> {
+        Objects::kind_of(self, name)
+    }
+
+    fn input_table(&self, _stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+        Arc::new(InputTable::new(schema))
+    }
+}
+
+/// The DataFibers engine over one data dir.
+///
+/// Opening it re-plans every definition in the catalog and resumes the jobs
+/// that had not finished; [`Engine::execute`] runs statements.
+pub struct Engine {
+    config: EngineConfig,
+    catalog: Arc<Catalog>,
+    objects: Mutex<Objects>,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the data dir and resumes its jobs.
+    pub async fn open(config: EngineConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog.db"))?);
+        let engine = Engine {
+            config,
+            catalog,
+            objects: Mutex::new(Objects::default()),
+        };
+        engine.restore().await?;
+        Ok(engine)
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.config.data_dir
+    }
+
+    async fn restore(&self) -> Result<()> {
+        for def in self.catalog.list(None)? {
+            let parsed = fibers_sql::parse_script(&def.sql)?;
+            let Some(statement) = parsed.into_iter().next() else {
+                continue;
+            };
+            let context = |e: Error| {
+                Error::invalid(format!("cannot restore {} '{}' from the catalog: {e}", def.kind, def.name))
+            };
+            match statement.statement {
+                Statement::CreateStream(create) => {
+                    let stream = StreamDef::resolve(&create, &self.config.data_dir).map_err(context)?;
+                    self.objects.lock().await.streams.insert(def.name.clone(), Arc::new(stream));
+                }
+                Statement::CreateView(create) | Statement::CreateSink(create) => {
+                    let resume = self
+                        .catalog
+                        .job(&def.name)?
+                        .is_none_or(|job| job.status.resumes());
+                    self.add_output(def.kind, &create, resume).await.map_err(context)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every statement of a script, in order, returning each result.
+    pub async fn execute_script(&self, sql: &str) -> Result<Vec<StatementResult>> {
+        let mut results = Vec::new();
+        for statement in fibers_sql::parse_script(sql)? {
+            results.push(self.execute(&statement).await?);
+        }
+        Ok(results)
+    }
+
+    /// Runs one statement.
+    ///
+    /// Queries, `SHOW JOBS` and `DESCRIBE` first wait for the jobs over
+    /// bounded sources to finish, so a script sees the complete results of
+    /// the bounded jobs it started.
+    pub async fn execute(&self, statement: &ParsedStatement) -> Result<StatementResult> {
+        match &statement.statement {
+            Statement::CreateStream(create) => self.create_stream(create, &statement.text).await,
+            Statement::CreateView(create) => self.create_output(ObjectKind::View, create, &statement.text).await,
+            Statement::CreateSink(create) => self.create_output(ObjectKind::Sink, create, &statement.text).await,
+            Statement::Drop { kind, name, if_exists } => self.drop_object(*kind, name, *if_exists).await,
+            Statement::Show(target) => {
+                self.wait_for_bounded_jobs().await;
+                let objects = self.objects.lock().await;
+                query::show(*target, &objects, &self.catalog)
+            }
+            Statement::Describe(name) => {
+                self.wait_for_bounded_jobs().await;
+                let objects = self.objects.lock().await;
+                query::describe(name, &objects)
+            }
+            Statement::Query(statement) => {
+                self.wait_for_bounded_jobs().await;
+                let (streams, outputs) = {
+                    let objects = self.objects.lock().await;
+                    (objects.streams.clone(), objects.outputs.clone())
+                };
+                query::ad_hoc(statement, &streams, &outputs, self.config.batch_size).await
+            }
+        }
+    }
+
+    async fn create_stream(&self, create: &CreateStream, sql: &str) -> Result<StatementResult> {
+        let mut objects = self.objects.lock().await;
+        if let Some(kind) = objects.kind_of(&create.name) {
+            if create.if_not_exists {
+                return Ok(StatementResult::Done("CREATE STREAM".into()));
+            }
+            return Err(fibers_catalog::Error::AlreadyExists { kind, name: create.name.clone() }.into());
+        }
+        let stream = StreamDef::resolve(create, &self.config.data_dir)?;
+        self.catalog.create(&Definition {
+            name: create.name.clone(),
+            kind: ObjectKind::Stream,
+            sql: sql.to_string(),
+            depends_on: vec![],
+            created_at: now(),
+        })?;
+        objects.streams.insert(create.name.clone(), Arc::new(stream));
+        Ok(StatementResult::Done("CREATE STREAM".into()))
+    }
+
+    async fn create_output(&self, kind: ObjectKind, create: &CreateQuery, sql: &str) -> Result<StatementResult> {
+        let done = match kind {
+            ObjectKind::View => "CREATE MATERIALIZED VIEW",
+            _ => "CREATE SINK",
+        };
+        {
+            let objects = self.objects.lock().await;
+            if let Some(existing) = objects.kind_of(&create.name) {
+                if create.if_not_exists {
+                    return Ok(StatementResult::Done(done.into()));
+                }
+                return Err(fibers_catalog::Error::AlreadyExists {
+                    kind: existing,
+                    name: create.name.clone(),
+                }
+                .into());
+            }
+        }
+        let source = self.add_output(kind, create, true).await?;
+        let stored = self.catalog.create(&Definition {
+            name: create.name.clone(),
+            kind,
+            sql: sql.to_string(),
+            depends_on: vec![source],
+            created_at: now(),
+        });
+        if let Err(e) = stored {
+            let mut objects = self.objects.lock().await;
+            objects.outputs.remove(&create.name);
+            if let Some(mut job) = objects.jobs.remove(&create.name) {
+                job.stop().await;
+            }
+            return Err(e.into());
+        }
+        Ok(StatementResult::Done(done.into()))
+    }
+
+    /// Plans a view or sink, creates its archive and (if `start`) its job.
+    /// Returns the stream it reads.
+    async fn add_output(&self, kind: ObjectKind, create: &CreateQuery, start: bool) -> Result<String> {
+        let (owner, format_key) = match kind {
+            ObjectKind::View => ("view", "archive"),
+            _ => ("sink", "connector"),
+        };
+        let mut options = create.options.clone();
+        let archive = ArchiveConfig::from_options(&mut options, format_key, owner, &create.name, &self.config.data_dir)?;
+        let mut valid = vec![format_key];
+        valid.extend_from_slice(archive::OPTIONS);
+        options.finish(&format!("{owner} '{}'", create.name), &valid)?;
+
+        let mut objects = self.objects.lock().await;
+        let query = plan_continuous_query(&create.name, &create.query, &*objects).await?;
+        let stream = objects
+            .streams
+            .get(&query.source)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("table '{}' not found", query.source)))?;
+        let schema = query.output_schema();
+        archive.create(&create.name, &schema).await?;
+        let source = query.source.clone();
+        objects.outputs.insert(
+            create.name.clone(),
+            Output {
+                kind,
+                archive: archive.clone(),
+                schema,
+            },
+        );
+        if start {
+            let job = JobHandle::start(JobSpec {
+                name: create.name.clone(),
+                stream,
+                query,
+                archive,
+                batch_size: self.config.batch_size,
+                catalog: Arc::clone(&self.catalog),
+            });
+            objects.jobs.insert(create.name.clone(), job);
+        }
+        Ok(source)
+    }
+
+    async fn drop_object(&self, kind: ObjectKind, name: &str, if_exists: bool) -> Result<StatementResult> {
+        let done = match kind {
+            ObjectKind::Stream => "DROP STREAM",
+            ObjectKind::View => "DROP MATERIALIZED VIEW",
+            ObjectKind::Sink => "DROP SINK",
+        };
+        let mut objects = self.objects.lock().await;
+        if objects.kind_of(name) != Some(kind) {
+            if if_exists {
+                return Ok(StatementResult::Done(done.into()));
+            }
+            return Err(fibers_catalog::Error::NotFound { kind, name: name.to_string() }.into());
+        }
+        if kind == ObjectKind::Stream {
+            self.catalog.drop_object(kind, name)?;
+            objects.streams.remove(name);
+        } else {
+            // Stop first, so the job's last commit lands before the
+            // definition (and its job record) disappear.
+            if let Some(mut job) = objects.jobs.remove(name) {
+                job.stop().await;
+            }
+            self.catalog.drop_object(kind, name)?;
+            objects.outputs.remove(name);
+        }
+        Ok(StatementResult::Done(done.into()))
+    }
+
+    /// Waits for every running job over a bounded source to finish.
+    pub async fn wait_for_bounded_jobs(&self) {
+        let waiters: Vec<_> = {
+            let objects = self.objects.lock().await;
+            objects
+                .jobs
+                .values()
+                .filter(|j| j.bounded)
+                .map(|j| j.waiter())
+                .collect()
+        };
+        for w in waiters {
+            w.await;
+        }
+    }
+
+    /// Whether any job is still running, and whether all running ones are
+    /// over bounded sources (and so will finish by themselves).
+    pub async fn running_jobs(&self) -> (usize, bool) {
+        let objects = self.objects.lock().await;
+        let running: Vec<_> = objects
+            .jobs
+            .values()
+            .filter(|j| j.state().status() == JobStatus::Running)
+            .collect();
+        (running.len(), running.iter().all(|j| j.bounded))
+    }
+
+    /// The first job failure, if any job failed during this session.
+    pub async fn failures(&self) -> Vec<(String, String)> {
+        let objects = self.objects.lock().await;
+        objects
+            .jobs
+            .iter()
+            .filter_map(|(name, j)| match j.state() {
+                crate::job::JobState::Failed(e) => Some((name.clone(), e)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Stops every job after committing what it has emitted.
+    pub async fn shutdown(&self) {
+        let mut objects = self.objects.lock().await;
+        for job in objects.jobs.values_mut() {
+            job.stop().await;
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,84 @@
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+/// Errors raised by the engine. Messages name the object, option, file or
+/// record at fault, so users can see what they must fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The statement is invalid (parsing, planning, options).
+    #[error(transparent)]
+    Sql(#[from] fibers_sql::Error),
+
+    /// The catalog refused the change or could not be read.
+    #[error(transparent)]
+    Catalog(#[from] fibers_catalog::Error),
+
+    /// A statement refers to something that does not exist or cannot be
+    /// used that way.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// A source could not read or decode its input.
+    #[error("stream '{stream}': {message}")]
+    Source { stream: String, message: String },
+
+    /// An archive or sink could not write or commit.
+    #[error("{owner} archive at {location}: {message}")]
+    Archive {
+        owner: String,
+        location: String,
+        message: String,
+    },
+
+    /// A job stopped with an error.
+    #[error("job '{job}' failed: {message}")]
+    JobFailed { job: String, message: String },
+
+    /// File system access failed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// DataFusion failed while executing a plan.
+    #[error("{}", datafusion_message(.0))]
+    DataFusion(#[from] DataFusionError),
+
+    /// Arrow failed while building or converting batches.
+    #[error(transparent)]
+    Arrow(#[from] arrow::error::ArrowError),
+
+    /// Delta Lake failed.
+    #[error(transparent)]
+    Delta(#[from] deltalake::DeltaTableError),
+}
+
+impl Error {
+    /// An [`Error::Invalid`] from anything printable.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Error::Invalid(message.into())
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The innermost DataFusion message: the layers around it ("Error during
+/// planning: ...") add nothing for users.
+fn datafusion_message(e: &DataFusionError) -> String {
+    match e.find_root() {
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+        DataFusionError::SchemaError(inner, _) => inner.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Result of engine operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,26 @@
+//! The DataFibers engine: connectors, watermarks, window operators,
+//! archives and the job manager.
+//!
+//! [`Engine`] is the entry point: it opens a data dir (its catalog and
+//! archives), resumes the jobs defined there, and executes statements. Each
+//! view or sink runs as a job: a source task decodes batches and tracks the
+//! watermark, an operator runs the query's DataFusion plans over them (two
+//! phases for windowed aggregates), and an archive commits the results.
+
+mod archive;
+mod connector;
+mod engine;
+mod error;
+mod job;
+mod operator;
+mod plan;
+mod query;
+mod result;
+mod watermark;
+
+pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
+pub use engine::{Engine, EngineConfig};
+pub use error::{Error, Result};
+pub use fibers_sql::{ParsedStatement, parse_script};
+pub use result::StatementResult;
+pub use watermark::WatermarkTracker;

@@ -1,0 +1,112 @@
+//! Operators: what a job does between its source and its archive.
+
+mod stateless;
+mod window;
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, AsArray, TimestampNanosecondArray};
+use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::execution::TaskContext;
+use fibers_sql::{ContinuousQuery, Window};
+
+use crate::watermark::event_times;
+use crate::{Error, Result};
+pub(crate) use stateless::Stateless;
+pub(crate) use window::WindowAggregate;
+
+/// A streaming operator: fed batches in event-time order up to the
+/// watermark, it returns the rows that are final.
+#[async_trait]
+pub(crate) trait Operator: Send {
+    /// Processes rows that are not late; returns rows ready to be written.
+    async fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>>;
+
+    /// The watermark reached `watermark` (nanoseconds; `i64::MAX` at the end
+    /// of bounded input); returns rows that became final.
+    async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>>;
+}
+
+/// Builds the operator for a planned query.
+///
+/// `skip_through`: windows ending at or before this watermark were committed
+/// by an earlier run of the job and are not emitted again.
+pub(crate) async fn build(
+    query: &ContinuousQuery,
+    ctx: Arc<TaskContext>,
+    skip_through: Option<i64>,
+) -> Result<Box<dyn Operator>> {
+    let plan = query.state.create_physical_plan(&query.plan).await?;
+    let assigner = match &query.window {
+        None => None,
+        Some(w) => Some(WindowAssigner::new(w, &query.input_schema, query.aggregates)?),
+    };
+    Ok(if query.aggregates {
+        let (window, assigner) = query
+            .window
+            .clone()
+            .zip(assigner)
+            .ok_or_else(|| Error::invalid("aggregation without a window"))?;
+        Box::new(WindowAggregate::new(window, assigner, plan, ctx, skip_through)?)
+    } else {
+        Box::new(Stateless::new(plan, assigner, ctx)?)
+    })
+}
+
+/// Adds `window_start` and `window_end` to a stream batch.
+///
+/// For aggregation the columns hold the row's *pane* (the window operator
+/// combines panes into windows at emit); for a tumbling window without
+/// aggregation they hold the window itself.
+#[derive(Debug, Clone)]
+pub(crate) struct WindowAssigner {
+    time_index: usize,
+    /// Rows are assigned to `floor(time / unit) * unit`.
+    unit: i64,
+    /// `window_end - window_start`.
+    length: i64,
+    time_zone: Option<Arc<str>>,
+    input_schema: SchemaRef,
+}
+
+impl WindowAssigner {
+    fn new(window: &Window, input_schema: &SchemaRef, panes: bool) -> Result<Self> {
+        let time_index = input_schema.index_of(&window.time_column)?;
+        let time_zone = match input_schema.field(time_index).data_type() {
+            DataType::Timestamp(_, tz) => tz.clone(),
+            _ => None,
+        };
+        let unit = if panes { window.pane() } else { window.size };
+        Ok(WindowAssigner {
+            time_index,
+            unit,
+            length: unit,
+            time_zone,
+            input_schema: Arc::clone(input_schema),
+        })
+    }
+
+    /// The pane width (or window size) rows are assigned by.
+    pub fn unit(&self) -> i64 {
+        self.unit
+    }
+
+    fn assign(&self, batch: RecordBatch) -> Result<RecordBatch> {
+        let times = event_times(batch.column(self.time_index))?;
+        let times = times.as_primitive::<TimestampNanosecondType>();
+        let starts: TimestampNanosecondArray = times.unary(|t| floor_to(t, self.unit));
+        let ends: TimestampNanosecondArray = starts.unary(|s| s.saturating_add(self.length));
+        let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
+        columns.push(Arc::new(starts.with_timezone_opt(self.time_zone.clone())));
+        columns.push(Arc::new(ends.with_timezone_opt(self.time_zone.clone())));
+        Ok(RecordBatch::try_new(Arc::clone(&self.input_schema), columns)?)
+    }
+}
+
+/// `t` rounded down to a multiple of `unit` (towards negative infinity, so
+/// times before 1970 fall into the right window too).
+pub(crate) fn floor_to(t: i64, unit: i64) -> i64 {
+    t.div_euclid(unit) * unit
+}

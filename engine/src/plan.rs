@@ -1,0 +1,209 @@
+//! Running DataFusion physical plans over batches the engine hands them.
+//!
+//! A continuous query's plan is made once; its leaf is a [`SlotExec`] that
+//! yields whatever batches the operator put into its [`BatchSlot`] before
+//! an execution. The same plan then runs once per batch (stateless parts,
+//! partial aggregation) or once per closing window (final aggregation).
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::TableType;
+use datafusion::error::Result as DFResult;
+use datafusion::execution::TaskContext;
+use datafusion::logical_expr::Expr;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{
+    Boundedness, EmissionType, ReplaceChildrenOptions, reset_plan_states,
+};
+use datafusion::physical_plan::memory::MemoryStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream, collect,
+};
+
+use crate::Result;
+
+/// The batches a plan's leaf yields on its next execution.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct BatchSlot(Arc<Mutex<Vec<RecordBatch>>>);
+
+impl BatchSlot {
+    pub fn put(&self, batches: Vec<RecordBatch>) {
+        *self.lock() = batches;
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    fn get(&self) -> Vec<RecordBatch> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RecordBatch>> {
+        // The slot holds plain data; a panic elsewhere cannot corrupt it.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs `plan` over what `slot` holds, then empties the slot.
+///
+/// Plans are re-executed many times, so per-execution state inside them
+/// (dynamic filters of TopK and joins) is reset first.
+pub(crate) async fn run(
+    plan: &Arc<dyn ExecutionPlan>,
+    slot: &BatchSlot,
+    batches: Vec<RecordBatch>,
+    ctx: &Arc<TaskContext>,
+) -> Result<Vec<RecordBatch>> {
+    slot.put(batches);
+    let result = async {
+        let plan = reset_plan_states(Arc::clone(plan))?;
+        collect(plan, Arc::clone(ctx)).await
+    }
+    .await;
+    slot.clear();
+    let batches = result?;
+    Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
+}
+
+/// The table a continuous query's plan scans: one batch of its stream at a
+/// time, fed through a slot.
+#[derive(Debug)]
+pub(crate) struct InputTable {
+    schema: SchemaRef,
+    slot: BatchSlot,
+}
+
+impl InputTable {
+    pub fn new(schema: SchemaRef) -> Self {
+        InputTable {
+            schema,
+            slot: BatchSlot::default(),
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for InputTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(SlotExec::new(
+            Arc::clone(&self.schema),
+            projection.cloned(),
+            self.slot.clone(),
+        )?))
+    }
+}
+
+/// A leaf that yields the batches in its slot, projected.
+#[derive(Debug)]
+pub(crate) struct SlotExec {
+    /// Schema of the batches put into the slot.
+    input_schema: SchemaRef,
+    projection: Option<Vec<usize>>,
+    slot: BatchSlot,
+    properties: Arc<PlanProperties>,
+}
+
+impl SlotExec {
+    pub fn new(input_schema: SchemaRef, projection: Option<Vec<usize>>, slot: BatchSlot) -> DFResult<Self> {
+        let schema = match &projection {
+            Some(p) => Arc::new(input_schema.project(p)?),
+            None => Arc::clone(&input_schema),
+        };
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(1),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(SlotExec {
+            input_schema,
+            projection,
+            slot,
+            properties: Arc::new(properties),
+        })
+    }
+
+    /// The slot this leaf reads.
+    pub fn slot(&self) -> &BatchSlot {
+        &self.slot
+    }
+}
+
+impl DisplayAs for SlotExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "SlotExec: projection={:?}", self.projection)
+    }
+}
+
+impl ExecutionPlan for SlotExec {
+    fn name(&self) -> &str {
+        "SlotExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
+    ) -> DFResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn replace_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+        _options: ReplaceChildrenOptions,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+        Ok(Box::pin(MemoryStream::try_new(
+            self.slot.get(),
+            Arc::clone(&self.input_schema),
+            self.projection.clone(),
+        )?))
+    }
+}
+
+/// The slot of the (single) input leaf of a planned continuous query.
+pub(crate) fn input_slot(plan: &Arc<dyn ExecutionPlan>) -> Option<BatchSlot> {
+    if let Some(leaf) = plan.downcast_ref::<SlotExec>() {
+        return Some(leaf.slot().clone());
+    }
+    plan.children().into_iter().find_map(input_slot)
+}

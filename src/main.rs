@@ -1,0 +1,79 @@
+//! `fibers`: the DataFibers command line.
+
+mod output;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use output::Format;
+
+/// DataFibers: continuous SQL over streams, archived to Delta Lake.
+#[derive(Debug, Parser)]
+#[command(name = "fibers", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a SQL script with an embedded engine (no server, no broker).
+    ///
+    /// Statements run in order. Views and sinks keep running after the
+    /// script: until --for has passed, Ctrl-C, or (when every source is
+    /// bounded) until all input is consumed and every result is committed.
+    /// Definitions persist in the data dir; running again resumes their jobs.
+    Run {
+        /// The SQL script (statements separated by ';').
+        file: PathBuf,
+        /// Directory holding the catalog and, by default, the archives.
+        #[arg(long, env = "FIBERS_DATA_DIR", default_value = "fibers-data")]
+        data_dir: PathBuf,
+        /// Stop the jobs after this long (e.g. 30s, 5m); default: run until
+        /// bounded input ends, or until Ctrl-C.
+        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        run_for: Option<Duration>,
+        /// How query results are printed.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIBERS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run {
+                file,
+                data_dir,
+                run_for,
+                format,
+            } => run::run(&file, data_dir, run_for, format).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

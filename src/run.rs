@@ -1,0 +1,60 @@
+//! `fibers run FILE.sql`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use fibers_engine::{Engine, EngineConfig, StatementResult};
+
+use crate::output::{Format, print_rows};
+
+pub async fn run(file: &Path, data_dir: PathBuf, run_for: Option<Duration>, format: Format) -> anyhow::Result<()> {
+    let sql = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let statements = fibers_engine::parse_script(&sql).with_context(|| format!("{}", file.display()))?;
+    let engine = Engine::open(EngineConfig::new(&data_dir))
+        .await
+        .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
+    let deadline = run_for.map(|d| tokio::time::Instant::now() + d);
+
+    for statement in &statements {
+        match engine.execute(statement).await {
+            Ok(StatementResult::Done(tag)) => eprintln!("{tag}"),
+            Ok(StatementResult::Rows { schema, batches }) => print_rows(format, &schema, &batches)?,
+            Err(e) => {
+                engine.shutdown().await;
+                bail!("{}:{}: {e}", file.display(), statement.line);
+            }
+        }
+    }
+
+    let (running, all_bounded) = engine.running_jobs().await;
+    if running > 0 {
+        let wait = async {
+            if all_bounded {
+                engine.wait_for_bounded_jobs().await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let until = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = wait => {}
+            _ = until => {}
+            _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping jobs"),
+        }
+    }
+    engine.shutdown().await;
+    let failures = engine.failures().await;
+    if !failures.is_empty() {
+        for (name, error) in &failures {
+            eprintln!("job '{name}' failed: {error}");
+        }
+        bail!("{} job(s) failed", failures.len());
+    }
+    Ok(())
+}
