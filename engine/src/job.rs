@@ -210,8 +210,10 @@ async fn run_job(spec: JobSpec, metrics: &Arc<JobMetrics>, stop: &Arc<StopSignal
                         }
                         Some(Ok(SourceMessage::End)) => return Ok(JobState::Finished),
                         Some(Err(e)) => return Err(e),
-                        // The source stopped because a stop was requested.
-                        None => return Ok(JobState::Stopped),
+                        // The source thread ends without a message only when
+                        // asked to stop, or when it panicked.
+                        None if stop.requested.load(Ordering::SeqCst) => return Ok(JobState::Stopped),
+                        None => return Err(Error::invalid("the source stopped unexpectedly")),
                     };
                     for batch in out {
                         metrics.output_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
@@ -235,9 +237,10 @@ async fn run_job(spec: JobSpec, metrics: &Arc<JobMetrics>, stop: &Arc<StopSignal
     .await;
     stop.requested.store(true, Ordering::SeqCst);
     drop(rx);
-    if let Err(e) = source_thread.await {
-        tracing::error!("job '{name}': source thread ended abnormally: {e}");
-    }
+    let outcome = match source_thread.await {
+        Err(e) if e.is_panic() => Err(Error::invalid(format!("the source failed: {}", panic_message(e.into_panic())))),
+        _ => outcome,
+    };
     // Whatever happened, rows already emitted are final: commit them, so
     // nothing accepted is lost because a later record was bad.
     let final_commit = commit(archive.as_mut(), &spec, metrics, emitted_watermark, &mut committed).await;
@@ -349,6 +352,14 @@ impl SourceReader {
         }
         Ok(())
     }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 fn now_nanos() -> i64 {

@@ -24,7 +24,7 @@ pub struct StreamInfo {
 }
 
 /// Looks up the objects a continuous query names.
-pub trait StreamResolver {
+pub trait StreamResolver: Sync {
     /// The stream called `name`, if there is one.
     fn stream(&self, name: &str) -> Option<StreamInfo>;
 

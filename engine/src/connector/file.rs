@@ -154,12 +154,12 @@ impl FileSource {
     /// Decodes `lines`; when the chunk as a whole does not decode, decodes
     /// line by line so one bad record never costs its neighbours.
     fn decode(&mut self, label: &str, chunk: &[u8], lines: &[(u64, usize, usize)]) -> Result<Option<RecordBatch>> {
-        if let Ok(batch) = decode_records(self.config.format, &self.schema, chunk) {
+        if let Ok(batch) = decode_records(self.config.format, &self.schema, chunk, lines.len()) {
             return Ok(batch);
         }
         let mut good = Vec::new();
         for &(line, start, end) in lines {
-            match decode_records(self.config.format, &self.schema, &chunk[start..end]) {
+            match decode_records(self.config.format, &self.schema, &chunk[start..end], 1) {
                 Ok(Some(batch)) => good.push(batch),
                 Ok(None) => {}
                 Err(e) => match self.config.bad_data {
@@ -243,11 +243,12 @@ fn read_line(open: &mut OpenFile, buf: &mut Vec<u8>) -> std::result::Result<bool
 }
 
 /// Decodes complete records with Arrow's columnar JSON or CSV decoder.
-fn decode_records(format: FileFormat, schema: &SchemaRef, bytes: &[u8]) -> Result<Option<RecordBatch>, String> {
+/// `rows` bounds the records in `bytes`, so one flush returns them all.
+fn decode_records(format: FileFormat, schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<Option<RecordBatch>, String> {
     match format {
         FileFormat::Json => {
             let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-                .with_batch_size(usize::MAX >> 1)
+                .with_batch_size(rows.max(1))
                 .build_decoder()
                 .map_err(|e| e.to_string())?;
             let mut rest = bytes;
@@ -263,7 +264,7 @@ fn decode_records(format: FileFormat, schema: &SchemaRef, bytes: &[u8]) -> Resul
         FileFormat::Csv { .. } => {
             let mut decoder = arrow_csv::ReaderBuilder::new(schema.clone())
                 .with_header(false)
-                .with_batch_size(usize::MAX >> 1)
+                .with_batch_size(rows.max(1))
                 .build_decoder();
             let mut rest = bytes;
             while !rest.is_empty() {
