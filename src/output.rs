@@ -15,7 +15,11 @@ pub enum Format {
     Json,
 }
 
-pub fn print_rows(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> anyhow::Result<()> {
+pub fn print_rows(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
     let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
     match format {
         Format::Table => {

@@ -8,9 +8,16 @@ use fibers_engine::{Engine, EngineConfig, StatementResult};
 
 use crate::output::{Format, print_rows};
 
-pub async fn run(file: &Path, data_dir: PathBuf, run_for: Option<Duration>, format: Format) -> anyhow::Result<()> {
-    let sql = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let statements = fibers_engine::parse_script(&sql).with_context(|| format!("{}", file.display()))?;
+pub async fn run(
+    file: &Path,
+    data_dir: PathBuf,
+    run_for: Option<Duration>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let sql =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let statements =
+        fibers_engine::parse_script(&sql).with_context(|| format!("{}", file.display()))?;
     let engine = Engine::open(EngineConfig::new(&data_dir))
         .await
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;

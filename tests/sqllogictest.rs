@@ -102,20 +102,30 @@ async fn run_file(path: &Path, data: &Path) -> Result<(), String> {
         let engine = Arc::clone(&shared);
         async move { Ok(Fibers { engine }) }
     });
-    let result = runner.run_file_async(path).await.map_err(|e| e.display(true).to_string());
+    let result = runner
+        .run_file_async(path)
+        .await
+        .map_err(|e| e.display(true).to_string());
     engine.shutdown().await;
     result
 }
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/slt");
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("tests/slt exists")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "slt"))
         .filter(|p| {
-            let name = p.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))
         })
         .collect();
@@ -127,7 +137,11 @@ fn main() {
     let data = root.join("data");
     let (mut passed, mut failed) = (0, 0);
     for file in &files {
-        let name = file.file_name().unwrap_or_default().to_string_lossy().to_string();
+        let name = file
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
         match runtime.block_on(run_file(file, &data)) {
             Ok(()) => {
                 passed += 1;

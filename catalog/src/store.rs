@@ -253,10 +253,12 @@ impl Catalog {
             .optional()
             .map_err(|e| self.store_error(e))?;
         row.map(|(status, error, committed_watermark)| {
-            let status = status.parse::<JobStatus>().map_err(|reason| Error::Corrupt {
-                name: name.to_string(),
-                reason,
-            })?;
+            let status = status
+                .parse::<JobStatus>()
+                .map_err(|reason| Error::Corrupt {
+                    name: name.to_string(),
+                    reason,
+                })?;
             Ok(JobRecord {
                 name: name.to_string(),
                 status,
@@ -321,8 +323,10 @@ mod tests {
         {
             let c = Catalog::open(&path).unwrap();
             c.create(&def("trades", ObjectKind::Stream, &[])).unwrap();
-            c.create(&def("vwap", ObjectKind::View, &["trades"])).unwrap();
-            c.create(&def("a_sink", ObjectKind::Sink, &["trades"])).unwrap();
+            c.create(&def("vwap", ObjectKind::View, &["trades"]))
+                .unwrap();
+            c.create(&def("a_sink", ObjectKind::Sink, &["trades"]))
+                .unwrap();
         }
         let c = Catalog::open(&path).unwrap();
         let names: Vec<_> = c.list(None).unwrap().into_iter().map(|d| d.name).collect();
@@ -344,7 +348,8 @@ mod tests {
     fn drop_checks_kind_and_dependents() {
         let c = Catalog::open_in_memory().unwrap();
         c.create(&def("trades", ObjectKind::Stream, &[])).unwrap();
-        c.create(&def("vwap", ObjectKind::View, &["trades"])).unwrap();
+        c.create(&def("vwap", ObjectKind::View, &["trades"]))
+            .unwrap();
         let err = c.drop_object(ObjectKind::Stream, "trades").unwrap_err();
         assert_eq!(
             err.to_string(),

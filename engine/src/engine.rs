@@ -113,19 +113,29 @@ impl Engine {
                 continue;
             };
             let context = |e: Error| {
-                Error::invalid(format!("cannot restore {} '{}' from the catalog: {e}", def.kind, def.name))
+                Error::invalid(format!(
+                    "cannot restore {} '{}' from the catalog: {e}",
+                    def.kind, def.name
+                ))
             };
             match statement.statement {
                 Statement::CreateStream(create) => {
-                    let stream = StreamDef::resolve(&create, &self.config.data_dir).map_err(context)?;
-                    self.objects.lock().await.streams.insert(def.name.clone(), Arc::new(stream));
+                    let stream =
+                        StreamDef::resolve(&create, &self.config.data_dir).map_err(context)?;
+                    self.objects
+                        .lock()
+                        .await
+                        .streams
+                        .insert(def.name.clone(), Arc::new(stream));
                 }
                 Statement::CreateView(create) | Statement::CreateSink(create) => {
                     let resume = self
                         .catalog
                         .job(&def.name)?
                         .is_none_or(|job| job.status.resumes());
-                    self.add_output(def.kind, &create, resume).await.map_err(context)?;
+                    self.add_output(def.kind, &create, None, resume)
+                        .await
+                        .map_err(context)?;
                 }
                 _ => {}
             }
@@ -150,9 +160,19 @@ impl Engine {
     pub async fn execute(&self, statement: &ParsedStatement) -> Result<StatementResult> {
         match &statement.statement {
             Statement::CreateStream(create) => self.create_stream(create, &statement.text).await,
-            Statement::CreateView(create) => self.create_output(ObjectKind::View, create, &statement.text).await,
-            Statement::CreateSink(create) => self.create_output(ObjectKind::Sink, create, &statement.text).await,
-            Statement::Drop { kind, name, if_exists } => self.drop_object(*kind, name, *if_exists).await,
+            Statement::CreateView(create) => {
+                self.create_output(ObjectKind::View, create, &statement.text)
+                    .await
+            }
+            Statement::CreateSink(create) => {
+                self.create_output(ObjectKind::Sink, create, &statement.text)
+                    .await
+            }
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => self.drop_object(*kind, name, *if_exists).await,
             Statement::Show(target) => {
                 self.wait_for_bounded_jobs().await;
                 let objects = self.objects.lock().await;
@@ -180,7 +200,11 @@ impl Engine {
             if create.if_not_exists {
                 return Ok(StatementResult::Done("CREATE STREAM".into()));
             }
-            return Err(fibers_catalog::Error::AlreadyExists { kind, name: create.name.clone() }.into());
+            return Err(fibers_catalog::Error::AlreadyExists {
+                kind,
+                name: create.name.clone(),
+            }
+            .into());
         }
         let stream = StreamDef::resolve(create, &self.config.data_dir)?;
         self.catalog.create(&Definition {
@@ -190,11 +214,18 @@ impl Engine {
             depends_on: vec![],
             created_at: now(),
         })?;
-        objects.streams.insert(create.name.clone(), Arc::new(stream));
+        objects
+            .streams
+            .insert(create.name.clone(), Arc::new(stream));
         Ok(StatementResult::Done("CREATE STREAM".into()))
     }
 
-    async fn create_output(&self, kind: ObjectKind, create: &CreateQuery, sql: &str) -> Result<StatementResult> {
+    async fn create_output(
+        &self,
+        kind: ObjectKind,
+        create: &CreateQuery,
+        sql: &str,
+    ) -> Result<StatementResult> {
         let done = match kind {
             ObjectKind::View => "CREATE MATERIALIZED VIEW",
             _ => "CREATE SINK",
@@ -212,34 +243,34 @@ impl Engine {
                 .into());
             }
         }
-        let source = self.add_output(kind, create, true).await?;
-        let stored = self.catalog.create(&Definition {
-            name: create.name.clone(),
-            kind,
-            sql: sql.to_string(),
-            depends_on: vec![source],
-            created_at: now(),
-        });
-        if let Err(e) = stored {
-            let mut objects = self.objects.lock().await;
-            objects.outputs.remove(&create.name);
-            if let Some(mut job) = objects.jobs.remove(&create.name) {
-                job.stop().await;
-            }
-            return Err(e.into());
-        }
+        self.add_output(kind, create, Some(sql), true).await?;
         Ok(StatementResult::Done(done.into()))
     }
 
-    /// Plans a view or sink, creates its archive and (if `start`) its job.
-    /// Returns the stream it reads.
-    async fn add_output(&self, kind: ObjectKind, create: &CreateQuery, start: bool) -> Result<String> {
+    /// Plans a view or sink, creates its archive and starts its job.
+    ///
+    /// A new definition (`sql` given) is stored in the catalog before its
+    /// job starts, since the job records its state there. A restored one
+    /// (`sql` = None) starts only if `start`.
+    async fn add_output(
+        &self,
+        kind: ObjectKind,
+        create: &CreateQuery,
+        sql: Option<&str>,
+        start: bool,
+    ) -> Result<()> {
         let (owner, format_key) = match kind {
             ObjectKind::View => ("view", "archive"),
             _ => ("sink", "connector"),
         };
         let mut options = create.options.clone();
-        let archive = ArchiveConfig::from_options(&mut options, format_key, owner, &create.name, &self.config.data_dir)?;
+        let archive = ArchiveConfig::from_options(
+            &mut options,
+            format_key,
+            owner,
+            &create.name,
+            &self.config.data_dir,
+        )?;
         let mut valid = vec![format_key];
         valid.extend_from_slice(archive::OPTIONS);
         options.finish(&format!("{owner} '{}'", create.name), &valid)?;
@@ -253,7 +284,15 @@ impl Engine {
             .ok_or_else(|| Error::invalid(format!("table '{}' not found", query.source)))?;
         let schema = query.output_schema();
         archive.create(&create.name, &schema).await?;
-        let source = query.source.clone();
+        if let Some(sql) = sql {
+            self.catalog.create(&Definition {
+                name: create.name.clone(),
+                kind,
+                sql: sql.to_string(),
+                depends_on: vec![query.source.clone()],
+                created_at: now(),
+            })?;
+        }
         objects.outputs.insert(
             create.name.clone(),
             Output {
@@ -273,10 +312,15 @@ impl Engine {
             });
             objects.jobs.insert(create.name.clone(), job);
         }
-        Ok(source)
+        Ok(())
     }
 
-    async fn drop_object(&self, kind: ObjectKind, name: &str, if_exists: bool) -> Result<StatementResult> {
+    async fn drop_object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        if_exists: bool,
+    ) -> Result<StatementResult> {
         let done = match kind {
             ObjectKind::Stream => "DROP STREAM",
             ObjectKind::View => "DROP MATERIALIZED VIEW",
@@ -287,7 +331,11 @@ impl Engine {
             if if_exists {
                 return Ok(StatementResult::Done(done.into()));
             }
-            return Err(fibers_catalog::Error::NotFound { kind, name: name.to_string() }.into());
+            return Err(fibers_catalog::Error::NotFound {
+                kind,
+                name: name.to_string(),
+            }
+            .into());
         }
         if kind == ObjectKind::Stream {
             self.catalog.drop_object(kind, name)?;

@@ -114,10 +114,10 @@ impl JobHandle {
     pub async fn stop(&mut self) {
         self.stop.requested.store(true, Ordering::SeqCst);
         self.stop.notify.notify_one();
-        if let Some(task) = self.task.take() {
-            if let Err(e) = task.await {
-                tracing::error!("job task ended abnormally: {e}");
-            }
+        if let Some(task) = self.task.take()
+            && let Err(e) = task.await
+        {
+            tracing::error!("job task ended abnormally: {e}");
         }
     }
 }
@@ -129,7 +129,12 @@ enum SourceMessage {
     End,
 }
 
-async fn run(spec: JobSpec, metrics: Arc<JobMetrics>, stop: Arc<StopSignal>, state: watch::Sender<JobState>) {
+async fn run(
+    spec: JobSpec,
+    metrics: Arc<JobMetrics>,
+    stop: Arc<StopSignal>,
+    state: watch::Sender<JobState>,
+) {
     let name = spec.name.clone();
     let catalog = Arc::clone(&spec.catalog);
     let previous = catalog.job(&name).ok().flatten();
@@ -159,12 +164,20 @@ async fn run(spec: JobSpec, metrics: Arc<JobMetrics>, stop: Arc<StopSignal>, sta
 
 type JobOutcome = std::result::Result<(JobState, Option<i64>), (Error, Option<i64>)>;
 
-async fn run_job(spec: JobSpec, metrics: &Arc<JobMetrics>, stop: &Arc<StopSignal>, committed: Option<i64>) -> JobOutcome {
+async fn run_job(
+    spec: JobSpec,
+    metrics: &Arc<JobMetrics>,
+    stop: &Arc<StopSignal>,
+    committed: Option<i64>,
+) -> JobOutcome {
     let name = spec.name.clone();
     let setup = async {
         let ctx = spec.query.state.task_ctx();
         let operator = operator::build(&spec.query, ctx, committed).await?;
-        let archive = spec.archive.open(&name, &spec.query.output_schema()).await?;
+        let archive = spec
+            .archive
+            .open(&name, &spec.query.output_schema())
+            .await?;
         let source = spec.stream.open(spec.batch_size)?;
         Ok::<_, Error>((operator, archive, source))
     };
@@ -175,10 +188,16 @@ async fn run_job(spec: JobSpec, metrics: &Arc<JobMetrics>, stop: &Arc<StopSignal
         error: None,
         committed_watermark: committed,
     };
-    spec.catalog.put_job(&record).map_err(|e| (e.into(), committed))?;
+    spec.catalog
+        .put_job(&record)
+        .map_err(|e| (e.into(), committed))?;
 
     let (tx, mut rx) = mpsc::channel(CHANNEL_BATCHES);
-    let time_index = spec.stream.schema.index_of(&spec.stream.time_column).map_err(|e| (e.into(), committed))?;
+    let time_index = spec
+        .stream
+        .schema
+        .index_of(&spec.stream.time_column)
+        .map_err(|e| (e.into(), committed))?;
     let tracker = WatermarkTracker::new(time_index, spec.stream.delay_nanos);
     let reader = SourceReader {
         source,
@@ -238,12 +257,22 @@ async fn run_job(spec: JobSpec, metrics: &Arc<JobMetrics>, stop: &Arc<StopSignal
     stop.requested.store(true, Ordering::SeqCst);
     drop(rx);
     let outcome = match source_thread.await {
-        Err(e) if e.is_panic() => Err(Error::invalid(format!("the source failed: {}", panic_message(e.into_panic())))),
+        Err(e) if e.is_panic() => Err(Error::invalid(format!(
+            "the source failed: {}",
+            panic_message(e.into_panic())
+        ))),
         _ => outcome,
     };
     // Whatever happened, rows already emitted are final: commit them, so
     // nothing accepted is lost because a later record was bad.
-    let final_commit = commit(archive.as_mut(), &spec, metrics, emitted_watermark, &mut committed).await;
+    let final_commit = commit(
+        archive.as_mut(),
+        &spec,
+        metrics,
+        emitted_watermark,
+        &mut committed,
+    )
+    .await;
     match (outcome, final_commit) {
         (Ok(state), Ok(())) => Ok((state, committed)),
         (Err(e), _) | (Ok(_), Err(e)) => Err((e, committed)),
@@ -302,10 +331,14 @@ impl SourceReader {
         let mut last_arrival = i64::MIN;
         while !self.stop.requested.load(Ordering::SeqCst) {
             let polled = self.source.poll();
-            self.metrics.bad_rows.store(self.source.bad_rows(), Ordering::Relaxed);
+            self.metrics
+                .bad_rows
+                .store(self.source.bad_rows(), Ordering::Relaxed);
             match polled? {
                 Poll::Batch(batch) => {
-                    self.metrics.input_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+                    self.metrics
+                        .input_rows
+                        .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                     let batch = if self.arrival_time {
                         last_arrival = now_nanos().max(last_arrival);
                         with_arrival_time(&self.schema, batch, last_arrival)?
@@ -313,8 +346,12 @@ impl SourceReader {
                         batch
                     };
                     let observed = self.tracker.observe(batch)?;
-                    self.metrics.late_rows.fetch_add(observed.late as u64, Ordering::Relaxed);
-                    if observed.batch.num_rows() > 0 && !self.send(SourceMessage::Batch(observed.batch)) {
+                    self.metrics
+                        .late_rows
+                        .fetch_add(observed.late as u64, Ordering::Relaxed);
+                    if observed.batch.num_rows() > 0
+                        && !self.send(SourceMessage::Batch(observed.batch))
+                    {
                         return Ok(());
                     }
                     let watermark = self.tracker.watermark();
@@ -366,8 +403,15 @@ fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-fn with_arrival_time(schema: &arrow::datatypes::SchemaRef, batch: RecordBatch, now: i64) -> Result<RecordBatch> {
+fn with_arrival_time(
+    schema: &arrow::datatypes::SchemaRef,
+    batch: RecordBatch,
+    now: i64,
+) -> Result<RecordBatch> {
     let mut columns = batch.columns().to_vec();
-    columns.push(Arc::new(TimestampNanosecondArray::from_value(now, batch.num_rows())));
+    columns.push(Arc::new(TimestampNanosecondArray::from_value(
+        now,
+        batch.num_rows(),
+    )));
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }

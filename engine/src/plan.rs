@@ -125,7 +125,11 @@ pub(crate) struct SlotExec {
 }
 
 impl SlotExec {
-    pub fn new(input_schema: SchemaRef, projection: Option<Vec<usize>>, slot: BatchSlot) -> DFResult<Self> {
+    pub fn new(
+        input_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        slot: BatchSlot,
+    ) -> DFResult<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(input_schema.project(p)?),
             None => Arc::clone(&input_schema),
@@ -191,7 +195,11 @@ impl ExecutionPlan for SlotExec {
         Ok(self)
     }
 
-    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
         Ok(Box::pin(MemoryStream::try_new(
             self.slot.get(),
             Arc::clone(&self.input_schema),

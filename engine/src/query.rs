@@ -21,10 +21,17 @@ use crate::{Error, Result, StatementResult};
 
 fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<StatementResult> {
     let schema: SchemaRef = Arc::new(Schema::new(
-        columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>(),
+        columns
+            .iter()
+            .map(|c| Field::new(*c, DataType::Utf8, false))
+            .collect::<Vec<_>>(),
     ));
     let arrays: Vec<ArrayRef> = (0..columns.len())
-        .map(|i| Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r[i].as_str()))) as ArrayRef)
+        .map(|i| {
+            Arc::new(StringArray::from_iter_values(
+                rows.iter().map(|r| r[i].as_str()),
+            )) as ArrayRef
+        })
         .collect();
     let batch = RecordBatch::try_new(Arc::clone(&schema), arrays)?;
     Ok(StatementResult::Rows {
@@ -34,7 +41,11 @@ fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<StatementResult
 }
 
 /// `SHOW STREAMS | VIEWS | SINKS | JOBS`.
-pub(crate) fn show(target: ShowTarget, objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
+pub(crate) fn show(
+    target: ShowTarget,
+    objects: &Objects,
+    catalog: &Catalog,
+) -> Result<StatementResult> {
     match target {
         ShowTarget::Streams => text_rows(
             &["name", "connector", "watermark"],
@@ -65,7 +76,11 @@ pub(crate) fn show(target: ShowTarget, objects: &Objects, catalog: &Catalog) -> 
                     .iter()
                     .filter(|(_, o)| o.kind == kind)
                     .map(|(name, o)| {
-                        vec![name.clone(), o.archive.format.as_str().into(), o.archive.path_written.clone()]
+                        vec![
+                            name.clone(),
+                            o.archive.format.as_str().into(),
+                            o.archive.path_written.clone(),
+                        ]
                     })
                     .collect(),
             )
@@ -91,7 +106,10 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                 let state = job.state();
                 statuses.push(state.status().to_string());
                 let m = &job.metrics;
-                for (i, c) in [&m.input_rows, &m.output_rows, &m.late_rows, &m.bad_rows].into_iter().enumerate() {
+                for (i, c) in [&m.input_rows, &m.output_rows, &m.late_rows, &m.bad_rows]
+                    .into_iter()
+                    .enumerate()
+                {
                     counters[i].push(c.load(Ordering::Relaxed));
                 }
                 errors.push(match state {
@@ -102,7 +120,11 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
             // A job that did not run in this session: its recorded state.
             None => {
                 let record = catalog.job(name)?;
-                statuses.push(record.as_ref().map_or("stopped".into(), |r| r.status.to_string()));
+                statuses.push(
+                    record
+                        .as_ref()
+                        .map_or("stopped".into(), |r| r.status.to_string()),
+                );
                 for c in &mut counters {
                     c.push(0);
                 }

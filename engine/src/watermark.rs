@@ -85,7 +85,10 @@ impl WatermarkTracker {
 pub(crate) fn event_times(column: &Arc<dyn Array>) -> Result<Arc<dyn Array>> {
     Ok(match column.data_type() {
         DataType::Timestamp(TimeUnit::Nanosecond, _) => Arc::clone(column),
-        DataType::Timestamp(_, tz) => cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()))?,
+        DataType::Timestamp(_, tz) => cast(
+            column,
+            &DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
+        )?,
         other => {
             return Err(crate::Error::invalid(format!(
                 "event-time column has type {other}, expected a timestamp"
@@ -117,14 +120,27 @@ mod tests {
     }
 
     fn kept_ids(o: &Observed) -> Vec<i64> {
-        o.batch.column(1).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec()
+        o.batch
+            .column(1)
+            .as_primitive::<arrow::datatypes::Int64Type>()
+            .values()
+            .to_vec()
     }
 
     #[test]
     fn rows_within_the_delay_are_kept_and_late_rows_dropped() {
         let mut t = WatermarkTracker::new(0, 10);
         // 100 sets the watermark to 90: 95 and 90 are on time, 89 is late.
-        let o = t.observe(batch(&[Some(100), Some(95), Some(90), Some(89), None, Some(120)])).unwrap();
+        let o = t
+            .observe(batch(&[
+                Some(100),
+                Some(95),
+                Some(90),
+                Some(89),
+                None,
+                Some(120),
+            ]))
+            .unwrap();
         assert_eq!(kept_ids(&o), [0, 1, 2, 5]);
         assert_eq!(o.late, 2);
         assert_eq!(t.watermark(), Some(110));

@@ -32,10 +32,14 @@ pub(crate) fn interval_nanos(expr: &Expr) -> Result<i64> {
         ..
     }) = expr
     else {
-        return Err(invalid("expected INTERVAL '<n>' <unit>, e.g. INTERVAL '1' MINUTE"));
+        return Err(invalid(
+            "expected INTERVAL '<n>' <unit>, e.g. INTERVAL '1' MINUTE",
+        ));
     };
     if last_field.is_some() {
-        return Err(invalid("interval ranges (e.g. HOUR TO SECOND) are not supported"));
+        return Err(invalid(
+            "interval ranges (e.g. HOUR TO SECOND) are not supported",
+        ));
     }
     let text = match value.as_ref() {
         Expr::Value(v) => match &v.value {
@@ -45,9 +49,7 @@ pub(crate) fn interval_nanos(expr: &Expr) -> Result<i64> {
         _ => return Err(invalid("the value must be a quoted number")),
     };
     let mut parts = text.split_whitespace();
-    let number = parts
-        .next()
-        .ok_or_else(|| invalid("the value is empty"))?;
+    let number = parts.next().ok_or_else(|| invalid("the value is empty"))?;
     let unit_word = parts.next();
     if parts.next().is_some() {
         return Err(invalid("write one number and one unit, e.g. '10 seconds'"));
@@ -57,9 +59,8 @@ pub(crate) fn interval_nanos(expr: &Expr) -> Result<i64> {
         (Some(field), None) => field_nanos(field).ok_or_else(|| {
             invalid("months and years have no fixed length; use days or smaller units")
         })?,
-        (None, Some(word)) => word_nanos(word).ok_or_else(|| {
-            invalid("unknown unit; use millisecond, second, minute, hour or day")
-        })?,
+        (None, Some(word)) => word_nanos(word)
+            .ok_or_else(|| invalid("unknown unit; use millisecond, second, minute, hour or day"))?,
         (None, None) => return Err(invalid("missing unit, e.g. INTERVAL '1' MINUTE")),
     };
     let nanos = parse_scaled(number, unit).ok_or_else(|| invalid("not a number"))?;
@@ -102,7 +103,11 @@ fn parse_scaled(number: &str, unit: i128) -> Option<i128> {
     if whole.is_empty() && frac.is_empty() {
         return None;
     }
-    let whole: i128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let whole: i128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
     let mut value = whole.checked_mul(unit)?;
     let mut scale = unit;
     for digit in frac.chars() {

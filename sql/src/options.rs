@@ -80,7 +80,11 @@ impl Options {
     }
 
     /// Removes `key` and parses it as a number.
-    pub fn take_parsed<T: std::str::FromStr>(&mut self, key: &str, what: &str) -> Result<Option<T>> {
+    pub fn take_parsed<T: std::str::FromStr>(
+        &mut self,
+        key: &str,
+        what: &str,
+    ) -> Result<Option<T>> {
         let Some(value) = self.take(key) else {
             return Ok(None);
         };
@@ -104,6 +108,19 @@ impl Options {
             return Ok(None);
         };
         crate::parse_duration_option(key, &value).map(Some)
+    }
+
+    /// Fails if an option is not among `valid`, naming it and listing the
+    /// valid ones. Checked before any value is read, so a misspelt option
+    /// is reported as such rather than as a missing one.
+    pub fn check_known(&self, owner: &str, valid: &[&str]) -> Result<()> {
+        match self.values.keys().find(|k| !valid.contains(&k.as_str())) {
+            None => Ok(()),
+            Some(key) => Err(Error::invalid(format!(
+                "unknown option '{key}' for {owner}; valid options: {}",
+                valid.join(", ")
+            ))),
+        }
     }
 
     /// Fails if any option was not taken, naming the first and listing the
@@ -145,7 +162,9 @@ mod tests {
     fn leftover_options_are_reported_with_the_valid_ones() {
         let mut o = opts(&[("path", "x"), ("pth", "y")]);
         assert_eq!(o.take("path").as_deref(), Some("x"));
-        let err = o.finish("connector 'file'", &["path", "format"]).unwrap_err();
+        let err = o
+            .finish("connector 'file'", &["path", "format"])
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
             "unknown option 'pth' for connector 'file'; valid options: path, format"

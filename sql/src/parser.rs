@@ -6,7 +6,9 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 use fibers_catalog::ObjectKind;
 
 use crate::interval::interval_nanos;
-use crate::statement::{ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, WatermarkSpec};
+use crate::statement::{
+    ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, WatermarkSpec,
+};
 use crate::{Error, Options, Result, sql_type_to_arrow};
 
 /// A statement of a script with the text and position it came from.
@@ -39,10 +41,16 @@ pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
         if !matches!(end.token, Token::SemiColon | Token::EOF) {
             return Err(at(
                 &end,
-                Error::Syntax(format!("expected ';' after the statement, found {}", end.token)),
+                Error::Syntax(format!(
+                    "expected ';' after the statement, found {}",
+                    end.token
+                )),
             ));
         }
-        let text = offsets.slice(sql, start.span.start, end.span.start).trim().to_string();
+        let text = offsets
+            .slice(sql, start.span.start, end.span.start)
+            .trim()
+            .to_string();
         statements.push(ParsedStatement {
             statement,
             text,
@@ -75,12 +83,17 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         if parse_word(p, "SINK") {
             return parse_create_query(p).map(Statement::CreateSink);
         }
-        return p.expected("STREAM, MATERIALIZED VIEW or SINK after CREATE", p.peek_token())?;
+        return p.expected(
+            "STREAM, MATERIALIZED VIEW or SINK after CREATE",
+            p.peek_token(),
+        )?;
     }
     if parse_word(p, "SHOW") {
         let target = if parse_word(p, "STREAMS") {
             ShowTarget::Streams
-        } else if parse_word(p, "VIEWS") || p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEWS]) {
+        } else if parse_word(p, "VIEWS")
+            || p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEWS])
+        {
             ShowTarget::Views
         } else if parse_word(p, "SINKS") {
             ShowTarget::Sinks
@@ -102,11 +115,18 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         } else if parse_word(p, "SINK") {
             ObjectKind::Sink
         } else {
-            return p.expected("STREAM, MATERIALIZED VIEW or SINK after DROP", p.peek_token())?;
+            return p.expected(
+                "STREAM, MATERIALIZED VIEW or SINK after DROP",
+                p.peek_token(),
+            )?;
         };
         let if_exists = p.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let name = parse_name(p)?;
-        return Ok(Statement::Drop { kind, name, if_exists });
+        return Ok(Statement::Drop {
+            kind,
+            name,
+            if_exists,
+        });
     }
     match p.parse_statement()? {
         statement @ (ast::Statement::Query(_) | ast::Statement::Explain { .. }) => {
@@ -146,7 +166,9 @@ fn parse_name(p: &mut Parser) -> Result<String> {
         },
         _ => Err(at(
             &token,
-            Error::Syntax(format!("qualified names such as '{name}' are not supported")),
+            Error::Syntax(format!(
+                "qualified names such as '{name}' are not supported"
+            )),
         )),
     }
 }
@@ -395,12 +417,15 @@ mod tests {
 
     #[test]
     fn views_sinks_drops_and_describe() {
-        let sql = "CREATE MATERIALIZED VIEW v WITH (archive = 'delta', path = 'v') AS SELECT * FROM t;
+        let sql =
+            "CREATE MATERIALIZED VIEW v WITH (archive = 'delta', path = 'v') AS SELECT * FROM t;
                    CREATE SINK s WITH (connector = 'parquet', path = 's') AS SELECT a FROM t;
                    DROP MATERIALIZED VIEW IF EXISTS v; DESCRIBE s; SHOW JOBS";
         let stmts = parse_script(sql).unwrap();
         assert!(matches!(&stmts[0].statement, Statement::CreateView(q) if q.name == "v"));
-        assert!(matches!(&stmts[1].statement, Statement::CreateSink(q) if q.options.get("connector") == Some("parquet")));
+        assert!(
+            matches!(&stmts[1].statement, Statement::CreateSink(q) if q.options.get("connector") == Some("parquet"))
+        );
         assert_eq!(
             stmts[2].statement,
             Statement::Drop {
@@ -415,15 +440,26 @@ mod tests {
 
     #[test]
     fn errors_point_at_the_fault() {
-        let err = parse_script("SHOW STREAMS;\nCREATE TABEL t").unwrap_err().to_string();
-        assert!(err.contains("Line: 2"), "{err}");
-        let err = parse_script("CREATE STREAM t (a FOO)").unwrap_err().to_string();
-        assert!(err.contains("unknown type 'FOO' for column 'a'"), "{err}");
-        let err = parse_script("CREATE STREAM t (ts TIMESTAMP, WATERMARK FOR ts AS other - INTERVAL '1' SECOND)")
+        let err = parse_script("SHOW STREAMS;\nCREATE TABEL t")
             .unwrap_err()
             .to_string();
+        assert!(err.contains("Line: 2"), "{err}");
+        let err = parse_script("CREATE STREAM t (a FOO)")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown type 'FOO' for column 'a'"), "{err}");
+        let err = parse_script(
+            "CREATE STREAM t (ts TIMESTAMP, WATERMARK FOR ts AS other - INTERVAL '1' SECOND)",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("WATERMARK FOR ts must be written"), "{err}");
-        let err = parse_script("INSERT INTO t VALUES (1)").unwrap_err().to_string();
-        assert!(err.contains("unsupported statement: INSERT INTO t"), "{err}");
+        let err = parse_script("INSERT INTO t VALUES (1)")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("unsupported statement: INSERT INTO t"),
+            "{err}"
+        );
     }
 }

@@ -169,9 +169,14 @@ fn input_schema(stream: &SchemaRef, window: Option<&Window>) -> SchemaRef {
     let time_type = stream
         .field_with_name(&window.time_column)
         .map(|f| f.data_type().clone())
-        .unwrap_or(DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None));
+        .unwrap_or(DataType::Timestamp(
+            arrow::datatypes::TimeUnit::Nanosecond,
+            None,
+        ));
     let window_type = match time_type {
-        DataType::Timestamp(_, tz) => DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, tz),
+        DataType::Timestamp(_, tz) => {
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, tz)
+        }
         other => other,
     };
     let mut fields: Vec<_> = stream
@@ -180,7 +185,11 @@ fn input_schema(stream: &SchemaRef, window: Option<&Window>) -> SchemaRef {
         .filter(|f| f.name() != WINDOW_START && f.name() != WINDOW_END)
         .cloned()
         .collect();
-    fields.push(Arc::new(Field::new(WINDOW_START, window_type.clone(), false)));
+    fields.push(Arc::new(Field::new(
+        WINDOW_START,
+        window_type.clone(),
+        false,
+    )));
     fields.push(Arc::new(Field::new(WINDOW_END, window_type, false)));
     Arc::new(Schema::new_with_metadata(fields, stream.metadata().clone()))
 }

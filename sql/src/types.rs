@@ -16,9 +16,11 @@ pub fn sql_type_to_arrow(column: &str, sql_type: &ast::DataType) -> Result<DataT
         Some((base, rest)) => (base.trim(), Some(rest.trim_end_matches(')'))),
         None => (upper.trim(), None),
     };
-    let unknown = || Error::invalid(format!(
-        "unknown type '{written}' for column '{column}'; supported types: {SUPPORTED}"
-    ));
+    let unknown = || {
+        Error::invalid(format!(
+            "unknown type '{written}' for column '{column}'; supported types: {SUPPORTED}"
+        ))
+    };
     Ok(match base {
         "BOOLEAN" | "BOOL" => DataType::Boolean,
         "TINYINT" => DataType::Int8,
@@ -53,7 +55,9 @@ pub fn sql_type_to_arrow(column: &str, sql_type: &ast::DataType) -> Result<DataT
                 )))?;
             DataType::Decimal128(precision, scale)
         }
-        "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER VARYING" | "CHARACTER" => DataType::Utf8,
+        "TEXT" | "VARCHAR" | "STRING" | "CHAR" | "CHARACTER VARYING" | "CHARACTER" => {
+            DataType::Utf8
+        }
         "BYTEA" | "BINARY" | "VARBINARY" | "BLOB" => DataType::Binary,
         "DATE" => DataType::Date32,
         "TIMESTAMP" | "DATETIME" | "TIMESTAMP WITHOUT TIME ZONE" => {
@@ -109,7 +113,10 @@ mod tests {
         assert_eq!(arrow("varchar(20)").unwrap(), DataType::Utf8);
         assert_eq!(arrow("DOUBLE").unwrap(), DataType::Float64);
         assert_eq!(arrow("BIGINT").unwrap(), DataType::Int64);
-        assert_eq!(arrow("DECIMAL(10, 2)").unwrap(), DataType::Decimal128(10, 2));
+        assert_eq!(
+            arrow("DECIMAL(10, 2)").unwrap(),
+            DataType::Decimal128(10, 2)
+        );
         assert_eq!(
             arrow("TIMESTAMP").unwrap(),
             DataType::Timestamp(TimeUnit::Nanosecond, None)
@@ -120,7 +127,10 @@ mod tests {
     #[test]
     fn unknown_types_name_the_column() {
         let err = arrow("FOO").unwrap_err().to_string();
-        assert!(err.starts_with("unknown type 'FOO' for column 'c'"), "{err}");
+        assert!(
+            err.starts_with("unknown type 'FOO' for column 'c'"),
+            "{err}"
+        );
         let err = arrow("DECIMAL(50, 2)").unwrap_err().to_string();
         assert!(err.contains("precision"), "{err}");
     }

@@ -245,7 +245,10 @@ mod tests {
             "SELECT symbol, count(*) FROM TUMBLE(Trades, ts, INTERVAL '1' MINUTE) GROUP BY 1",
         );
         let r = r.unwrap();
-        assert_eq!(sql, "SELECT symbol, count(*) FROM \"trades\" AS trades GROUP BY 1");
+        assert_eq!(
+            sql,
+            "SELECT symbol, count(*) FROM \"trades\" AS trades GROUP BY 1"
+        );
         assert_eq!(r.windows[0].stream, "trades");
         assert_eq!(r.windows[0].window.size, 60_000_000_000);
         assert!(r.relations.contains("trades"));
@@ -253,20 +256,30 @@ mod tests {
 
     #[test]
     fn hop_panes_divide_size_and_slide() {
-        let (_, r) = rewrite(
-            "SELECT * FROM HOP(t, ts, INTERVAL '20' SECOND, INTERVAL '50' SECOND) AS w",
-        );
+        let (_, r) =
+            rewrite("SELECT * FROM HOP(t, ts, INTERVAL '20' SECOND, INTERVAL '50' SECOND) AS w");
         let w = &r.unwrap().windows[0].window;
-        assert_eq!((w.slide, w.size, w.pane()), (20_000_000_000, 50_000_000_000, 10_000_000_000));
+        assert_eq!(
+            (w.slide, w.size, w.pane()),
+            (20_000_000_000, 50_000_000_000, 10_000_000_000)
+        );
     }
 
     #[test]
     fn malformed_calls_explain_usage() {
         let (_, r) = rewrite("SELECT * FROM TUMBLE(t, ts)");
-        assert!(r.unwrap_err().to_string().contains("TUMBLE takes 3 arguments"));
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("TUMBLE takes 3 arguments")
+        );
         let (_, r) = rewrite("SELECT * FROM HOP(t, ts, INTERVAL '2' MINUTE, INTERVAL '1' MINUTE)");
         assert!(r.unwrap_err().to_string().contains("must not exceed"));
         let (_, r) = rewrite("SELECT * FROM SESSIONIZE(t, ts)");
-        assert!(r.unwrap_err().to_string().contains("unknown table function"));
+        assert!(
+            r.unwrap_err()
+                .to_string()
+                .contains("unknown table function")
+        );
     }
 }

@@ -1,1 +1,4 @@
+//! Integration tests, compiled into one binary.
 
+mod common;
+mod run_cli;

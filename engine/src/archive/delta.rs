@@ -4,8 +4,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
-use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::StructType;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
@@ -15,7 +15,10 @@ use crate::{Error, Result};
 
 fn table_url(config: &ArchiveConfig) -> Result<Url> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
-    let path = config.path.canonicalize().map_err(|e| Error::io(&config.path, e))?;
+    let path = config
+        .path
+        .canonicalize()
+        .map_err(|e| Error::io(&config.path, e))?;
     Url::from_directory_path(&path).map_err(|()| Error::Archive {
         owner: String::new(),
         location: config.location(),
@@ -53,7 +56,11 @@ pub(super) async fn create(config: &ArchiveConfig, owner: &str, schema: &SchemaR
     Ok(())
 }
 
-pub(super) async fn register(config: &ArchiveConfig, ctx: &SessionContext, name: &str) -> Result<()> {
+pub(super) async fn register(
+    config: &ArchiveConfig,
+    ctx: &SessionContext,
+    name: &str,
+) -> Result<()> {
     let table = deltalake::open_table(table_url(config)?)
         .await
         .map_err(|e| archive_error(config, name, e))?;

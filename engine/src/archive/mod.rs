@@ -70,7 +70,13 @@ pub(crate) const OPTIONS: &[&str] = &["path", "commit_interval", "commit_rows"];
 impl ArchiveConfig {
     /// Reads `path`, `commit_interval` and `commit_rows`; `format_key` is
     /// `archive` for views and `connector` for sinks.
-    pub fn from_options(options: &mut Options, format_key: &str, owner: &str, name: &str, data_dir: &Path) -> Result<Self> {
+    pub fn from_options(
+        options: &mut Options,
+        format_key: &str,
+        owner: &str,
+        name: &str,
+        data_dir: &Path,
+    ) -> Result<Self> {
         let format = match options.take(format_key) {
             None => ArchiveFormat::Delta,
             Some(f) => match f.to_ascii_lowercase().as_str() {
@@ -110,7 +116,9 @@ impl ArchiveConfig {
         let schema = archive_schema(schema);
         match self.format {
             ArchiveFormat::Delta => delta::create(self, owner, &schema).await,
-            ArchiveFormat::Parquet => std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e)),
+            ArchiveFormat::Parquet => {
+                std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
+            }
         }
     }
 
@@ -124,7 +132,12 @@ impl ArchiveConfig {
     }
 
     /// Makes the archive queryable as `name` in an ad-hoc query.
-    pub async fn register(&self, ctx: &SessionContext, name: &str, schema: &SchemaRef) -> Result<()> {
+    pub async fn register(
+        &self,
+        ctx: &SessionContext,
+        name: &str,
+        schema: &SchemaRef,
+    ) -> Result<()> {
         let schema = archive_schema(schema);
         match self.format {
             ArchiveFormat::Delta => delta::register(self, ctx, name).await,

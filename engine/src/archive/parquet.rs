@@ -15,9 +15,15 @@ use parquet::arrow::ArrowWriter;
 use super::{Archive, ArchiveConfig, to_archive};
 use crate::{Error, Result};
 
-pub(super) async fn register(config: &ArchiveConfig, ctx: &SessionContext, name: &str, schema: SchemaRef) -> Result<()> {
+pub(super) async fn register(
+    config: &ArchiveConfig,
+    ctx: &SessionContext,
+    name: &str,
+    schema: SchemaRef,
+) -> Result<()> {
     std::fs::create_dir_all(&config.path).map_err(|e| Error::io(&config.path, e))?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     let dir = format!("{}/", config.path.display());
     ctx.register_listing_table(name, &dir, options, Some(schema), None)
         .await?;
@@ -75,7 +81,9 @@ impl Archive for ParquetArchive {
             let mut writer = ArrowWriter::try_new(file, schema, None)
                 .map_err(|e| Error::invalid(e.to_string()))?;
             for batch in &batches {
-                writer.write(batch).map_err(|e| Error::invalid(e.to_string()))?;
+                writer
+                    .write(batch)
+                    .map_err(|e| Error::invalid(e.to_string()))?;
             }
             writer.close().map_err(|e| Error::invalid(e.to_string()))?;
             let target = dir.join(&name);

@@ -132,12 +132,16 @@ impl FileSource {
             return Ok(false);
         };
         let label = if self.config.path.is_dir() {
-            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             format!("{}/{name}", self.config.path_written.trim_end_matches('/'))
         } else {
             self.config.path_written.clone()
         };
-        let file = File::open(&path).map_err(|e| self.error(format!("cannot read '{label}': {e}")))?;
+        let file =
+            File::open(&path).map_err(|e| self.error(format!("cannot read '{label}': {e}")))?;
         let mut open = OpenFile {
             label,
             reader: BufReader::with_capacity(1 << 20, file),
@@ -153,7 +157,12 @@ impl FileSource {
 
     /// Decodes `lines`; when the chunk as a whole does not decode, decodes
     /// line by line so one bad record never costs its neighbours.
-    fn decode(&mut self, label: &str, chunk: &[u8], lines: &[(u64, usize, usize)]) -> Result<Option<RecordBatch>> {
+    fn decode(
+        &mut self,
+        label: &str,
+        chunk: &[u8],
+        lines: &[(u64, usize, usize)],
+    ) -> Result<Option<RecordBatch>> {
         if let Ok(batch) = decode_records(self.config.format, &self.schema, chunk, lines.len()) {
             return Ok(batch);
         }
@@ -244,7 +253,12 @@ fn read_line(open: &mut OpenFile, buf: &mut Vec<u8>) -> std::result::Result<bool
 
 /// Decodes complete records with Arrow's columnar JSON or CSV decoder.
 /// `rows` bounds the records in `bytes`, so one flush returns them all.
-fn decode_records(format: FileFormat, schema: &SchemaRef, bytes: &[u8], rows: usize) -> Result<Option<RecordBatch>, String> {
+fn decode_records(
+    format: FileFormat,
+    schema: &SchemaRef,
+    bytes: &[u8],
+    rows: usize,
+) -> Result<Option<RecordBatch>, String> {
     match format {
         FileFormat::Json => {
             let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
@@ -286,11 +300,16 @@ mod tests {
     use std::sync::Arc;
 
     use arrow::array::AsArray;
-    use arrow::datatypes::{DataType, Field, Schema, Int64Type};
+    use arrow::datatypes::{DataType, Field, Int64Type, Schema};
 
     use super::*;
 
-    fn source(contents: &str, format: FileFormat, bad_data: BadData, batch_size: usize) -> (tempfile::TempDir, FileSource) {
+    fn source(
+        contents: &str,
+        format: FileFormat,
+        bad_data: BadData,
+        batch_size: usize,
+    ) -> (tempfile::TempDir, FileSource) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("in.txt"), contents).unwrap();
         let schema = Arc::new(Schema::new(vec![
@@ -311,7 +330,13 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match source.poll()? {
-                Poll::Batch(b) => out.extend(b.column(0).as_primitive::<Int64Type>().values().iter().copied()),
+                Poll::Batch(b) => out.extend(
+                    b.column(0)
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .iter()
+                        .copied(),
+                ),
                 Poll::End => return Ok(out),
                 Poll::Idle(_) => unreachable!("files never idle"),
             }
@@ -335,7 +360,8 @@ mod tests {
 
     #[test]
     fn dropped_records_do_not_take_neighbours_with_them() {
-        let text = "{\"id\": 1}\n{\"id\": \"x\"}\n{\"id\": 3}\n{\"name\": \"no id\"}\n{\"id\": 5}\n";
+        let text =
+            "{\"id\": 1}\n{\"id\": \"x\"}\n{\"id\": 3}\n{\"name\": \"no id\"}\n{\"id\": 5}\n";
         let (_d, mut s) = source(text, FileFormat::Json, BadData::Drop, 100);
         assert_eq!(ids(&mut s).unwrap(), [1, 3, 5]);
         assert_eq!(s.bad_rows(), 2);

@@ -80,6 +80,14 @@ impl StreamDef {
                 ))
             })?
             .to_ascii_lowercase();
+        let valid = match connector.as_str() {
+            "stocks" => Some(stocks_source::OPTIONS),
+            "file" => Some(file::OPTIONS),
+            _ => None,
+        };
+        if let Some(valid) = valid {
+            options.check_known(&format!("connector '{connector}'"), valid)?;
+        }
         let (connector, declared) = match connector.as_str() {
             "stocks" => {
                 if !create.columns.is_empty() {
@@ -103,12 +111,8 @@ impl StreamDef {
                 )));
             }
         };
-        let name = match &connector {
-            ConnectorConfig::Stocks(_) => "stocks",
-            ConnectorConfig::File(_) => "file",
-        };
         options.finish(
-            &format!("connector '{name}'"),
+            &format!("connector '{}'", connector_name(&connector)),
             &valid_options(&connector),
         )?;
 
@@ -116,7 +120,9 @@ impl StreamDef {
         // lets no generated event be late.
         let watermark = match (&create.watermark, &connector) {
             (Some(w), _) => Some((w.column.clone(), w.delay_nanos)),
-            (None, ConnectorConfig::Stocks(c)) => Some(("ts".to_string(), c.generator.disorder_nanos)),
+            (None, ConnectorConfig::Stocks(c)) => {
+                Some(("ts".to_string(), c.generator.disorder_nanos))
+            }
             (None, _) => None,
         };
         let (schema, time_column, delay_nanos, arrival_time) = match watermark {
@@ -139,7 +145,12 @@ impl StreamDef {
                     DataType::Timestamp(TimeUnit::Nanosecond, None),
                     false,
                 )));
-                (Arc::new(Schema::new(fields)), ARRIVAL_TIME_COLUMN.to_string(), 0, true)
+                (
+                    Arc::new(Schema::new(fields)),
+                    ARRIVAL_TIME_COLUMN.to_string(),
+                    0,
+                    true,
+                )
             }
         };
         Ok(StreamDef {
@@ -172,10 +183,7 @@ impl StreamDef {
 
     /// The connector's name.
     pub fn connector_name(&self) -> &'static str {
-        match &self.connector {
-            ConnectorConfig::Stocks(_) => "stocks",
-            ConnectorConfig::File(_) => "file",
-        }
+        connector_name(&self.connector)
     }
 
     /// What the planner needs to know.
@@ -190,8 +198,17 @@ impl StreamDef {
     pub fn open(&self, batch_size: usize) -> Result<Box<dyn Source>> {
         Ok(match &self.connector {
             ConnectorConfig::Stocks(c) => Box::new(c.open(batch_size)),
-            ConnectorConfig::File(c) => Box::new(c.open(&self.name, self.source_schema(), batch_size)?),
+            ConnectorConfig::File(c) => {
+                Box::new(c.open(&self.name, self.source_schema(), batch_size)?)
+            }
         })
+    }
+}
+
+fn connector_name(connector: &ConnectorConfig) -> &'static str {
+    match connector {
+        ConnectorConfig::Stocks(_) => "stocks",
+        ConnectorConfig::File(_) => "file",
     }
 }
 
@@ -236,10 +253,15 @@ fn declared_schema(create: &CreateStream) -> Result<SchemaRef> {
 
 /// Takes `bad_data`, shared by connectors that decode records.
 pub(crate) fn take_bad_data(options: &mut Options) -> Result<BadData> {
-    Ok(match options.take_choice("bad_data", &["fail", "drop"])?.as_deref() {
-        Some("drop") => BadData::Drop,
-        _ => BadData::Fail,
-    })
+    Ok(
+        match options
+            .take_choice("bad_data", &["fail", "drop"])?
+            .as_deref()
+        {
+            Some("drop") => BadData::Drop,
+            _ => BadData::Fail,
+        },
+    )
 }
 
 /// What to do with a record that cannot be decoded.

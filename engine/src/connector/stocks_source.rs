@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use fibers_sql::Options;
 
-use super::stocks::{StocksConfig, StocksGenerator, default_symbols, DEFAULT_SYMBOLS};
+use super::stocks::{DEFAULT_SYMBOLS, StocksConfig, StocksGenerator, default_symbols};
 use super::{Poll, Source};
 use crate::{Error, Result};
 
@@ -41,7 +41,9 @@ impl StocksSourceConfig {
                 "invalid value '{rate}' for option 'rate': expected events per second (0 = as fast as possible)"
             )));
         }
-        let seed = options.take_parsed::<u64>("seed", "a whole number")?.unwrap_or(1);
+        let seed = options
+            .take_parsed::<u64>("seed", "a whole number")?
+            .unwrap_or(1);
         let limit = options.take_parsed::<u64>("limit", "a number of events")?;
         let symbols = match options.take("symbols") {
             None => default_symbols(DEFAULT_SYMBOLS.len()),
@@ -68,7 +70,9 @@ impl StocksSourceConfig {
                 }
             },
         };
-        let disorder = options.take_duration("disorder")?.unwrap_or(DEFAULT_DISORDER);
+        let disorder = options
+            .take_duration("disorder")?
+            .unwrap_or(DEFAULT_DISORDER);
         let start = options.take("start");
         let live_start = start.is_none() && rate > 0.0;
         let start_nanos = match start {

@@ -41,7 +41,11 @@ pub(crate) async fn build(
     let plan = query.state.create_physical_plan(&query.plan).await?;
     let assigner = match &query.window {
         None => None,
-        Some(w) => Some(WindowAssigner::new(w, &query.input_schema, query.aggregates)?),
+        Some(w) => Some(WindowAssigner::new(
+            w,
+            &query.input_schema,
+            query.aggregates,
+        )?),
     };
     Ok(if query.aggregates {
         let (window, assigner) = query
@@ -49,7 +53,13 @@ pub(crate) async fn build(
             .clone()
             .zip(assigner)
             .ok_or_else(|| Error::invalid("aggregation without a window"))?;
-        Box::new(WindowAggregate::new(window, assigner, plan, ctx, skip_through)?)
+        Box::new(WindowAggregate::new(
+            window,
+            assigner,
+            plan,
+            ctx,
+            skip_through,
+        )?)
     } else {
         Box::new(Stateless::new(plan, assigner, ctx)?)
     })
@@ -101,7 +111,10 @@ impl WindowAssigner {
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
         columns.push(Arc::new(starts.with_timezone_opt(self.time_zone.clone())));
         columns.push(Arc::new(ends.with_timezone_opt(self.time_zone.clone())));
-        Ok(RecordBatch::try_new(Arc::clone(&self.input_schema), columns)?)
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.input_schema),
+            columns,
+        )?)
     }
 }
 

@@ -19,8 +19,13 @@ pub(crate) struct Stateless {
 }
 
 impl Stateless {
-    pub fn new(plan: Arc<dyn ExecutionPlan>, assigner: Option<WindowAssigner>, ctx: Arc<TaskContext>) -> Result<Self> {
-        let input = input_slot(&plan).ok_or_else(|| Error::invalid("the query does not read its stream"))?;
+    pub fn new(
+        plan: Arc<dyn ExecutionPlan>,
+        assigner: Option<WindowAssigner>,
+        ctx: Arc<TaskContext>,
+    ) -> Result<Self> {
+        let input = input_slot(&plan)
+            .ok_or_else(|| Error::invalid("the query does not read its stream"))?;
         Ok(Stateless {
             plan,
             input,

@@ -2,8 +2,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, AsArray, TimestampNanosecondArray};
-use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::compute::kernels::cmp::eq;
+use arrow::compute::{concat_batches, filter_record_batch};
 use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
@@ -81,8 +81,11 @@ impl WindowAggregate {
             .ok_or_else(|| Error::invalid("the aggregation does not read its stream"))?;
 
         let emit_input = BatchSlot::default();
-        let emit_leaf: Arc<dyn ExecutionPlan> =
-            Arc::new(SlotExec::new(Arc::clone(&state_schema), None, emit_input.clone())?);
+        let emit_leaf: Arc<dyn ExecutionPlan> = Arc::new(SlotExec::new(
+            Arc::clone(&state_schema),
+            None,
+            emit_input.clone(),
+        )?);
         let partial_ptr = Arc::as_ptr(&split.partial) as *const ();
         let emit = Arc::clone(&plan)
             .transform_down(|node| {
@@ -95,7 +98,11 @@ impl WindowAggregate {
             .data;
 
         let reduce_input = BatchSlot::default();
-        let reduce_leaf = Arc::new(SlotExec::new(Arc::clone(&state_schema), None, reduce_input.clone())?);
+        let reduce_leaf = Arc::new(SlotExec::new(
+            Arc::clone(&state_schema),
+            None,
+            reduce_input.clone(),
+        )?);
         let final_agg = split.final_agg();
         let reduce = AggregateExec::try_new(
             AggregateMode::PartialReduce,
@@ -134,7 +141,9 @@ impl WindowAggregate {
 
     /// Appends partial states to their panes, compacting a pane that grew.
     async fn add_states(&mut self, batch: RecordBatch) -> Result<()> {
-        let starts = batch.column(self.start_column).as_primitive::<TimestampNanosecondType>();
+        let starts = batch
+            .column(self.start_column)
+            .as_primitive::<TimestampNanosecondType>();
         let first = starts.value(0);
         let single = starts.values().iter().all(|&s| s == first);
         let parts = if single {
@@ -248,10 +257,25 @@ struct Split {
 
 impl Split {
     fn of(plan: &Arc<dyn ExecutionPlan>) -> Result<Self> {
-        let final_ = find(plan, &|agg| matches!(agg.mode(), AggregateMode::Final | AggregateMode::FinalPartitioned))
-            .ok_or_else(|| Error::invalid(format!("expected a final aggregate in the plan:\n{}", display(plan))))?;
-        let partial = find(&final_, &|agg| agg.mode() == &AggregateMode::Partial)
-            .ok_or_else(|| Error::invalid(format!("expected a partial aggregate in the plan:\n{}", display(plan))))?;
+        let final_ = find(plan, &|agg| {
+            matches!(
+                agg.mode(),
+                AggregateMode::Final | AggregateMode::FinalPartitioned
+            )
+        })
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "expected a final aggregate in the plan:\n{}",
+                display(plan)
+            ))
+        })?;
+        let partial =
+            find(&final_, &|agg| agg.mode() == &AggregateMode::Partial).ok_or_else(|| {
+                Error::invalid(format!(
+                    "expected a partial aggregate in the plan:\n{}",
+                    display(plan)
+                ))
+            })?;
         Ok(Split { partial, final_ })
     }
 
@@ -281,5 +305,7 @@ fn find(
 }
 
 fn display(plan: &Arc<dyn ExecutionPlan>) -> String {
-    datafusion::physical_plan::displayable(plan.as_ref()).indent(false).to_string()
+    datafusion::physical_plan::displayable(plan.as_ref())
+        .indent(false)
+        .to_string()
 }
