@@ -16,6 +16,7 @@ mod operator;
 mod plan;
 mod query;
 mod result;
+mod runner;
 mod watermark;
 
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
@@ -23,4 +24,5 @@ pub use engine::{Engine, EngineConfig};
 pub use error::{Error, Result};
 pub use fibers_sql::{ParsedStatement, parse_script};
 pub use result::StatementResult;
+pub use runner::QueryRunner;
 pub use watermark::WatermarkTracker;
