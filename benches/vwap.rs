@@ -75,13 +75,27 @@ struct Measurement {
 }
 
 async fn streaming(batches: &[RecordBatch]) -> Measurement {
-    let mut runner = QueryRunner::new(STREAM, STREAMING_QUERY).await.expect("plan");
+    let mut runner = QueryRunner::new(STREAM, STREAMING_QUERY)
+        .await
+        .expect("plan");
     let (cpu, wall) = (cpu_time(), Instant::now());
     let mut rows = 0;
     for batch in batches {
-        rows += runner.push(batch.clone()).await.expect("push").iter().map(|b| b.num_rows()).sum::<usize>();
+        rows += runner
+            .push(batch.clone())
+            .await
+            .expect("push")
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>();
     }
-    rows += runner.finish().await.expect("finish").iter().map(|b| b.num_rows()).sum::<usize>();
+    rows += runner
+        .finish()
+        .await
+        .expect("finish")
+        .iter()
+        .map(|b| b.num_rows())
+        .sum::<usize>();
     Measurement {
         cpu: cpu_time() - cpu,
         wall: wall.elapsed(),
@@ -92,9 +106,16 @@ async fn streaming(batches: &[RecordBatch]) -> Measurement {
 async fn batch(batches: &[RecordBatch]) -> Measurement {
     let ctx = SessionContext::new();
     let table = MemTable::try_new(batches[0].schema(), vec![batches.to_vec()]).expect("table");
-    ctx.register_table("trades", Arc::new(table)).expect("register");
+    ctx.register_table("trades", Arc::new(table))
+        .expect("register");
     let (cpu, wall) = (cpu_time(), Instant::now());
-    let result = ctx.sql(BATCH_QUERY).await.expect("plan").collect().await.expect("run");
+    let result = ctx
+        .sql(BATCH_QUERY)
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("run");
     Measurement {
         cpu: cpu_time() - cpu,
         wall: wall.elapsed(),
@@ -103,14 +124,21 @@ async fn batch(batches: &[RecordBatch]) -> Measurement {
 }
 
 fn best(runs: Vec<Measurement>) -> Measurement {
-    runs.into_iter().min_by_key(|m| m.cpu).expect("at least one run")
+    runs.into_iter()
+        .min_by_key(|m| m.cpu)
+        .expect("at least one run")
 }
 
 /// Child process: stream `events` generated on the fly; print peak RSS.
 fn memory_child(events: u64) {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     runtime.block_on(async {
-        let mut runner = QueryRunner::new(STREAM, STREAMING_QUERY).await.expect("plan");
+        let mut runner = QueryRunner::new(STREAM, STREAMING_QUERY)
+            .await
+            .expect("plan");
         let mut generator = generator();
         let mut produced = 0;
         while produced < events {
@@ -128,12 +156,20 @@ fn memory_of(events: u64) -> u64 {
         .args(["--memory-child", &events.to_string()])
         .output()
         .expect("run child");
-    String::from_utf8_lossy(&output.stdout).trim().parse().expect("child prints its peak RSS")
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .expect("child prints its peak RSS")
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse::<u64>().ok());
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse::<u64>().ok())
+    };
     if let Some(events) = arg("--memory-child") {
         return memory_child(events);
     }
@@ -149,17 +185,36 @@ fn main() {
         batches.push(batch);
     }
 
-    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let multi = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let stream = best((0..RUNS).map(|_| single.block_on(streaming(&batches))).collect());
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stream = best(
+        (0..RUNS)
+            .map(|_| single.block_on(streaming(&batches)))
+            .collect(),
+    );
     let base = best((0..RUNS).map(|_| multi.block_on(batch(&batches))).collect());
-    assert_eq!(stream.rows, base.rows, "streaming and batch runs disagree on the number of windows");
+    assert_eq!(
+        stream.rows, base.rows,
+        "streaming and batch runs disagree on the number of windows"
+    );
 
     let rate = |m: &Measurement| events as f64 / m.cpu.as_secs_f64();
-    println!("VWAP per symbol and 10 s window, {events} events, {} output rows, best of {RUNS}\n", stream.rows);
+    println!(
+        "VWAP per symbol and 10 s window, {events} events, {} output rows, best of {RUNS}\n",
+        stream.rows
+    );
     println!("| run | events/CPU-s | CPU s | wall s |");
     println!("|---|---:|---:|---:|");
-    for (name, m) in [("DataFibers streaming (1 thread)", &stream), ("DataFusion batch query (baseline)", &base)] {
+    for (name, m) in [
+        ("DataFibers streaming (1 thread)", &stream),
+        ("DataFusion batch query (baseline)", &base),
+    ] {
         println!(
             "| {name} | {:.0} | {:.2} | {:.2} |",
             rate(m),
@@ -167,7 +222,10 @@ fn main() {
             m.wall.as_secs_f64()
         );
     }
-    println!("\nstreaming / batch throughput per CPU-second: {:.2}", rate(&stream) / rate(&base));
+    println!(
+        "\nstreaming / batch throughput per CPU-second: {:.2}",
+        rate(&stream) / rate(&base)
+    );
 
     let small = memory_of(10_000_000);
     let large = memory_of(50_000_000);

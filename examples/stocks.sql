@@ -1,7 +1,7 @@
 -- The DataFibers stock example: a trade feed, a 10-second VWAP view
 -- archived to Delta Lake, and an ad-hoc query over the archive.
 --
---   cargo run --release -- run examples/stocks.sql
+--   cargo run -- run examples/stocks.sql
 --
 -- The feed is bounded (`limit`) and runs as fast as possible (`rate = 0`),
 -- so the script ends by itself once every window is committed. Drop `limit`

@@ -32,7 +32,9 @@ impl QueryRunner {
         let [stream, select] = statements.as_slice() else {
             return Err(Error::invalid("expected a CREATE STREAM and a SELECT"));
         };
-        let (Statement::CreateStream(create), Statement::Query(select)) = (&stream.statement, &select.statement) else {
+        let (Statement::CreateStream(create), Statement::Query(select)) =
+            (&stream.statement, &select.statement)
+        else {
             return Err(Error::invalid("expected a CREATE STREAM and a SELECT"));
         };
         let datafusion::sql::sqlparser::ast::Statement::Query(select) = select.as_ref() else {
@@ -40,7 +42,9 @@ impl QueryRunner {
         };
         let def = StreamDef::resolve(create, std::path::Path::new("."))?;
         if def.arrival_time {
-            return Err(Error::invalid("the stream needs a WATERMARK to be run by a QueryRunner"));
+            return Err(Error::invalid(
+                "the stream needs a WATERMARK to be run by a QueryRunner",
+            ));
         }
         let time_index = def.schema.index_of(&def.time_column)?;
         let tracker = WatermarkTracker::new(time_index, def.delay_nanos);
@@ -75,5 +79,166 @@ impl QueryRunner {
     /// Rows dropped as late so far.
     pub fn late_rows(&self) -> u64 {
         self.late_rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use arrow::array::AsArray;
+    use arrow::compute::concat_batches;
+    use arrow::datatypes::{
+        Float64Type, Int64Type, TimestampMicrosecondType, TimestampNanosecondType,
+    };
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::SessionContext;
+
+    use super::*;
+    use crate::{StocksConfig, StocksGenerator, default_symbols};
+
+    const STREAM: &str = "CREATE STREAM trades WITH (connector = 'stocks', rate = '0')";
+
+    fn events(n: u64, batch_rows: usize) -> Vec<RecordBatch> {
+        let mut generator = StocksGenerator::new(StocksConfig {
+            seed: 3,
+            symbols: default_symbols(5),
+            step_nanos: 10_000_000,
+            disorder_nanos: 2_000_000_000,
+            start_nanos: 1_735_828_200_000_000_000,
+            limit: Some(n),
+        });
+        std::iter::from_fn(|| generator.next_batch(batch_rows)).collect()
+    }
+
+    /// (symbol, window_start ns) -> (vwap, volume, trades)
+    type Windows = BTreeMap<(String, i64), (f64, i64, i64)>;
+
+    fn windows(batches: &[RecordBatch]) -> Windows {
+        let mut out = Windows::new();
+        for b in batches {
+            let starts: Vec<i64> = match b.column(1).data_type() {
+                arrow::datatypes::DataType::Timestamp(
+                    arrow::datatypes::TimeUnit::Microsecond,
+                    _,
+                ) => b
+                    .column(1)
+                    .as_primitive::<TimestampMicrosecondType>()
+                    .values()
+                    .iter()
+                    .map(|v| v * 1000)
+                    .collect(),
+                _ => b
+                    .column(1)
+                    .as_primitive::<TimestampNanosecondType>()
+                    .values()
+                    .to_vec(),
+            };
+            for i in 0..b.num_rows() {
+                let key = (
+                    b.column(0).as_string::<i32>().value(i).to_string(),
+                    starts[i],
+                );
+                let value = (
+                    b.column(2).as_primitive::<Float64Type>().value(i),
+                    b.column(3).as_primitive::<Int64Type>().value(i),
+                    b.column(4).as_primitive::<Int64Type>().value(i),
+                );
+                assert!(
+                    out.insert(key.clone(), value).is_none(),
+                    "window {key:?} emitted twice"
+                );
+            }
+        }
+        out
+    }
+
+    async fn streamed(query: &str, input: &[RecordBatch]) -> Windows {
+        let mut runner = QueryRunner::new(STREAM, query).await.unwrap();
+        let mut out = Vec::new();
+        for batch in input {
+            out.extend(runner.push(batch.clone()).await.unwrap());
+        }
+        out.extend(runner.finish().await.unwrap());
+        assert_eq!(runner.late_rows(), 0);
+        windows(&out)
+    }
+
+    async fn batch_query(query: &str, input: &[RecordBatch]) -> Windows {
+        let ctx = SessionContext::new();
+        let all = concat_batches(&input[0].schema(), input).unwrap();
+        ctx.register_table(
+            "trades",
+            std::sync::Arc::new(MemTable::try_new(all.schema(), vec![vec![all]]).unwrap()),
+        )
+        .unwrap();
+        windows(&ctx.sql(query).await.unwrap().collect().await.unwrap())
+    }
+
+    fn assert_same(streamed: &Windows, expected: &Windows) {
+        assert!(
+            expected.len() > 20,
+            "too few windows to compare: {}",
+            expected.len()
+        );
+        assert_eq!(streamed.len(), expected.len());
+        for (key, (vwap, volume, trades)) in expected {
+            let got = streamed
+                .get(key)
+                .unwrap_or_else(|| panic!("missing window {key:?}"));
+            assert_eq!((got.1, got.2), (*volume, *trades), "{key:?}");
+            assert!(
+                (got.0 - vwap).abs() <= vwap.abs() * 1e-12,
+                "{key:?}: {} vs {vwap}",
+                got.0
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn tumbling_aggregate_with_compaction_matches_a_batch_query() {
+        // 50-row batches: each 60 s window gets ~120 partial states, so the
+        // pane compaction (partial-reduce) runs several times per window.
+        let input = events(30_000, 50);
+        let streaming = streamed(
+            "SELECT symbol, window_start, sum(price * volume) / sum(volume), sum(volume), count(*)
+             FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE) GROUP BY symbol, window_start, window_end",
+            &input,
+        )
+        .await;
+        let expected = batch_query(
+            "SELECT symbol, date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00') AS ws,
+                    sum(price * volume) / sum(volume), sum(volume), count(*)
+             FROM trades GROUP BY symbol, ws",
+            &input,
+        )
+        .await;
+        assert_same(&streaming, &expected);
+    }
+
+    #[tokio::test]
+    async fn hopping_windows_combine_panes_like_a_batch_query() {
+        // HOP(20 s slide, 50 s size): panes of 10 s, five per window.
+        let input = events(12_000, 64);
+        let streaming = streamed(
+            "SELECT symbol, window_start, sum(price * volume) / sum(volume), sum(volume), count(*)
+             FROM HOP(trades, ts, INTERVAL '20' SECOND, INTERVAL '50' SECOND)
+             GROUP BY symbol, window_start, window_end",
+            &input,
+        )
+        .await;
+        // Each event belongs to the windows starting at the multiples of
+        // 20 s in (ts - 50 s, ts]: offsets 0, 20 s and 40 s back.
+        let expected = batch_query(
+            "SELECT symbol, ws, sum(price * volume) / sum(volume), sum(volume), count(*) FROM (
+               SELECT symbol, price, volume,
+                      date_bin(INTERVAL '20 seconds', ts, TIMESTAMP '1970-01-01T00:00:00') - o.back AS ws, ts
+               FROM trades CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '20 seconds'), (INTERVAL '40 seconds')) AS o(back)
+             ) WHERE ts < ws + INTERVAL '50 seconds'
+             GROUP BY symbol, ws",
+            &input,
+        )
+        .await;
+        assert_same(&streaming, &expected);
     }
 }
