@@ -7,6 +7,8 @@
 //! text that created them: the SQL layer re-plans them at start-up, which
 //! keeps the stored format stable while the planner evolves.
 
+#![warn(missing_docs)]
+
 mod error;
 mod model;
 mod store;

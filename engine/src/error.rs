@@ -21,24 +21,30 @@ pub enum Error {
 
     /// A source could not read or decode its input.
     #[error("stream '{stream}': {message}")]
-    Source { stream: String, message: String },
+    Source {
+        /// The stream being read.
+        stream: String,
+        /// What went wrong, naming the file, line or record.
+        message: String,
+    },
 
     /// An archive or sink could not write or commit.
     #[error("{owner} archive at {location}: {message}")]
     Archive {
+        /// The view or sink writing it.
         owner: String,
+        /// Where the archive is.
         location: String,
+        /// What went wrong.
         message: String,
     },
-
-    /// A job stopped with an error.
-    #[error("job '{job}' failed: {message}")]
-    JobFailed { job: String, message: String },
 
     /// File system access failed.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file or directory at fault.
         path: PathBuf,
+        /// What the system reported.
         #[source]
         source: std::io::Error,
     },
@@ -50,10 +56,6 @@ pub enum Error {
     /// Arrow failed while building or converting batches.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),
-
-    /// Delta Lake failed.
-    #[error(transparent)]
-    Delta(#[from] deltalake::DeltaTableError),
 }
 
 impl Error {

@@ -7,6 +7,8 @@
 //! watermark, an operator runs the query's DataFusion plans over them (two
 //! phases for windowed aggregates), and an archive commits the results.
 
+#![warn(missing_docs)]
+
 mod archive;
 mod connector;
 mod engine;

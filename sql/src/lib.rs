@@ -8,6 +8,8 @@
 //! and a DataFusion logical plan over one batch of that stream. This crate
 //! does no I/O.
 
+#![warn(missing_docs)]
+
 mod error;
 mod interval;
 mod options;
