@@ -50,7 +50,7 @@ pub enum Error {
     },
 
     /// DataFusion failed while executing a plan.
-    #[error("{}", datafusion_message(.0))]
+    #[error("{}", fibers_sql::datafusion_message(.0))]
     DataFusion(#[from] DataFusionError),
 
     /// Arrow failed while building or converting batches.
@@ -69,16 +69,6 @@ impl Error {
             path: path.into(),
             source,
         }
-    }
-}
-
-/// The innermost DataFusion message: the layers around it ("Error during
-/// planning: ...") add nothing for users.
-fn datafusion_message(e: &DataFusionError) -> String {
-    match e.find_root() {
-        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
-        DataFusionError::SchemaError(inner, _) => inner.to_string(),
-        other => other.to_string(),
     }
 }
 

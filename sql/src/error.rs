@@ -12,7 +12,7 @@ pub enum Error {
     Invalid(String),
 
     /// DataFusion rejected the query while planning it.
-    #[error("{}", strip_datafusion_prefix(.0))]
+    #[error("{}", datafusion_message(.0))]
     DataFusion(#[from] DataFusionError),
 }
 
@@ -34,9 +34,10 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
     }
 }
 
-/// DataFusion wraps errors in context layers ("Error during planning: ...");
-/// users want the innermost message, which names the column or function.
-fn strip_datafusion_prefix(e: &DataFusionError) -> String {
+/// The innermost message of a DataFusion error: the context layers around
+/// it ("Error during planning: ...") add nothing for users, while the
+/// innermost one names the column or function at fault.
+pub fn datafusion_message(e: &DataFusionError) -> String {
     match e.find_root() {
         DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
         DataFusionError::SchemaError(inner, _) => inner.to_string(),

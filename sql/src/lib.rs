@@ -20,7 +20,7 @@ mod statement;
 mod types;
 mod window;
 
-pub use error::{Error, Result};
+pub use error::{Error, Result, datafusion_message};
 pub use interval::{format_duration, parse_duration_option};
 pub use options::{OptionValue, Options};
 pub use parser::{ParsedStatement, parse_script};

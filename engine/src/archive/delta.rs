@@ -10,7 +10,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-use super::{Archive, ArchiveConfig, to_archive};
+use super::{Archive, ArchiveConfig, Pending};
 use crate::{Error, Result};
 
 fn table_url(config: &ArchiveConfig) -> Result<Url> {
@@ -79,10 +79,8 @@ pub(super) async fn register(
 pub(super) struct DeltaArchive {
     config: ArchiveConfig,
     owner: String,
-    schema: SchemaRef,
     table: DeltaTable,
-    buffered: Vec<RecordBatch>,
-    buffered_rows: usize,
+    pending: Pending,
 }
 
 impl DeltaArchive {
@@ -93,10 +91,8 @@ impl DeltaArchive {
         Ok(DeltaArchive {
             config: config.clone(),
             owner: owner.to_string(),
-            schema,
             table,
-            buffered: Vec::new(),
-            buffered_rows: 0,
+            pending: Pending::new(schema),
         })
     }
 }
@@ -104,20 +100,18 @@ impl DeltaArchive {
 #[async_trait]
 impl Archive for DeltaArchive {
     fn buffer(&mut self, batch: RecordBatch) -> Result<()> {
-        self.buffered_rows += batch.num_rows();
-        self.buffered.push(to_archive(&batch, &self.schema)?);
-        Ok(())
+        self.pending.push(&batch)
     }
 
     fn buffered_rows(&self) -> usize {
-        self.buffered_rows
+        self.pending.rows()
     }
 
     async fn commit(&mut self) -> Result<()> {
-        if self.buffered.is_empty() {
+        if self.pending.rows() == 0 {
             return Ok(());
         }
-        let batches = std::mem::take(&mut self.buffered);
+        let batches = self.pending.take();
         let table = self
             .table
             .clone()
@@ -126,7 +120,6 @@ impl Archive for DeltaArchive {
             .await
             .map_err(|e| archive_error(&self.config, &self.owner, e))?;
         self.table = table;
-        self.buffered_rows = 0;
         Ok(())
     }
 }

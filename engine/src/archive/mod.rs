@@ -180,6 +180,44 @@ fn archive_type(data_type: &DataType) -> DataType {
     }
 }
 
+/// Rows waiting for the next commit, already in the archive schema.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    rows: usize,
+}
+
+impl Pending {
+    pub fn new(schema: SchemaRef) -> Self {
+        Pending {
+            schema,
+            batches: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.batches.push(to_archive(batch, &self.schema)?);
+        self.rows += batch.num_rows();
+        Ok(())
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The buffered batches; the buffer is empty afterwards.
+    pub fn take(&mut self) -> Vec<RecordBatch> {
+        self.rows = 0;
+        std::mem::take(&mut self.batches)
+    }
+}
+
 /// Converts a batch to the archive schema.
 pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 
-use super::{Archive, ArchiveConfig, to_archive};
+use super::{Archive, ArchiveConfig, Pending};
 use crate::{Error, Result};
 
 pub(super) async fn register(
@@ -33,9 +33,7 @@ pub(super) async fn register(
 pub(super) struct ParquetArchive {
     config: ArchiveConfig,
     owner: String,
-    schema: SchemaRef,
-    buffered: Vec<RecordBatch>,
-    buffered_rows: usize,
+    pending: Pending,
 }
 
 impl ParquetArchive {
@@ -43,9 +41,7 @@ impl ParquetArchive {
         ParquetArchive {
             config: config.clone(),
             owner: owner.to_string(),
-            schema,
-            buffered: Vec::new(),
-            buffered_rows: 0,
+            pending: Pending::new(schema),
         }
     }
 }
@@ -53,21 +49,19 @@ impl ParquetArchive {
 #[async_trait]
 impl Archive for ParquetArchive {
     fn buffer(&mut self, batch: RecordBatch) -> Result<()> {
-        self.buffered_rows += batch.num_rows();
-        self.buffered.push(to_archive(&batch, &self.schema)?);
-        Ok(())
+        self.pending.push(&batch)
     }
 
     fn buffered_rows(&self) -> usize {
-        self.buffered_rows
+        self.pending.rows()
     }
 
     async fn commit(&mut self) -> Result<()> {
-        if self.buffered.is_empty() {
+        if self.pending.rows() == 0 {
             return Ok(());
         }
-        let batches = std::mem::take(&mut self.buffered);
-        let schema = Arc::clone(&self.schema);
+        let schema = Arc::clone(self.pending.schema());
+        let batches = self.pending.take();
         let dir = self.config.path.clone();
         // Time-ordered names keep the files in commit order when listed.
         let name = format!(
@@ -96,7 +90,6 @@ impl Archive for ParquetArchive {
             location: self.config.path.display().to_string(),
             message: e.to_string(),
         })?;
-        self.buffered_rows = 0;
         Ok(())
     }
 }

@@ -259,40 +259,42 @@ fn decode_records(
     bytes: &[u8],
     rows: usize,
 ) -> Result<Option<RecordBatch>, String> {
-    match format {
-        FileFormat::Json => {
-            let mut decoder = arrow_json::ReaderBuilder::new(schema.clone())
-                .with_batch_size(rows.max(1))
-                .build_decoder()
-                .map_err(|e| e.to_string())?;
-            let mut rest = bytes;
-            while !rest.is_empty() {
-                let consumed = decoder.decode(rest).map_err(|e| e.to_string())?;
-                if consumed == 0 {
-                    break;
-                }
-                rest = &rest[consumed..];
-            }
-            decoder.flush().map_err(|e| e.to_string())
-        }
+    let decoded = match format {
+        FileFormat::Json => arrow_json::ReaderBuilder::new(schema.clone())
+            .with_batch_size(rows.max(1))
+            .build_decoder()
+            .and_then(|mut decoder| {
+                feed(bytes, |b| decoder.decode(b))?;
+                decoder.flush()
+            }),
         FileFormat::Csv { .. } => {
             let mut decoder = arrow_csv::ReaderBuilder::new(schema.clone())
                 .with_header(false)
                 .with_batch_size(rows.max(1))
                 .build_decoder();
-            let mut rest = bytes;
-            while !rest.is_empty() {
-                let consumed = decoder.decode(rest).map_err(|e| e.to_string())?;
-                if consumed == 0 {
-                    break;
-                }
-                rest = &rest[consumed..];
-            }
-            // A final record without a newline is completed by an empty decode.
-            decoder.decode(&[]).map_err(|e| e.to_string())?;
-            decoder.flush().map_err(|e| e.to_string())
+            // The empty slice completes a final record without a newline.
+            feed(bytes, |b| decoder.decode(b))
+                .and_then(|()| decoder.decode(&[]))
+                .and_then(|_| decoder.flush())
         }
+    };
+    decoded.map_err(|e| e.to_string())
+}
+
+/// Hands `bytes` to a push decoder until it has taken all of them (or
+/// stops taking any because its batch is full).
+fn feed(
+    mut bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> Result<usize, arrow::error::ArrowError>,
+) -> Result<(), arrow::error::ArrowError> {
+    while !bytes.is_empty() {
+        let consumed = decode(bytes)?;
+        if consumed == 0 {
+            break;
+        }
+        bytes = &bytes[consumed..];
     }
+    Ok(())
 }
 
 #[cfg(test)]
