@@ -236,16 +236,16 @@ async fn run_job(
                     };
                     for batch in out {
                         metrics.output_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                        archive.buffer(batch)?;
+                        archive.buffer(&batch)?;
                     }
                     if archive.buffered_rows() >= policy.max_rows {
-                        commit(archive.as_mut(), &spec, metrics, emitted_watermark, &mut committed).await?;
+                        commit(&mut archive, &spec, metrics, emitted_watermark, &mut committed).await?;
                         last_commit = Instant::now();
                     }
                 }
                 _ = ticker.tick() => {
                     if last_commit.elapsed() >= policy.interval {
-                        commit(archive.as_mut(), &spec, metrics, emitted_watermark, &mut committed).await?;
+                        commit(&mut archive, &spec, metrics, emitted_watermark, &mut committed).await?;
                         last_commit = Instant::now();
                     }
                 }
@@ -266,7 +266,7 @@ async fn run_job(
     // Whatever happened, rows already emitted are final: commit them, so
     // nothing accepted is lost because a later record was bad.
     let final_commit = commit(
-        archive.as_mut(),
+        &mut archive,
         &spec,
         metrics,
         emitted_watermark,
@@ -280,7 +280,7 @@ async fn run_job(
 }
 
 async fn commit(
-    archive: &mut dyn Archive,
+    archive: &mut Archive,
     spec: &JobSpec,
     metrics: &JobMetrics,
     emitted_watermark: Option<i64>,

@@ -10,7 +10,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-use super::{Archive, ArchiveConfig, Pending};
+use super::{ArchiveConfig, TableWriter};
 use crate::{Error, Result};
 
 fn table_url(config: &ArchiveConfig) -> Result<Url> {
@@ -76,50 +76,35 @@ pub(super) async fn register(
 }
 
 /// Appends to a Delta table, one Delta commit per archive commit.
-pub(super) struct DeltaArchive {
+pub(super) struct DeltaWriter {
     config: ArchiveConfig,
     owner: String,
     table: DeltaTable,
-    pending: Pending,
 }
 
-impl DeltaArchive {
-    pub async fn open(config: &ArchiveConfig, owner: &str, schema: SchemaRef) -> Result<Self> {
+impl DeltaWriter {
+    pub async fn open(config: &ArchiveConfig, owner: &str) -> Result<Self> {
         let table = deltalake::open_table(table_url(config)?)
             .await
             .map_err(|e: DeltaTableError| archive_error(config, owner, e))?;
-        Ok(DeltaArchive {
+        Ok(DeltaWriter {
             config: config.clone(),
             owner: owner.to_string(),
             table,
-            pending: Pending::new(schema),
         })
     }
 }
 
 #[async_trait]
-impl Archive for DeltaArchive {
-    fn buffer(&mut self, batch: RecordBatch) -> Result<()> {
-        self.pending.push(&batch)
-    }
-
-    fn buffered_rows(&self) -> usize {
-        self.pending.rows()
-    }
-
-    async fn commit(&mut self) -> Result<()> {
-        if self.pending.rows() == 0 {
-            return Ok(());
-        }
-        let batches = self.pending.take();
-        let table = self
+impl TableWriter for DeltaWriter {
+    async fn write(&mut self, _schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+        self.table = self
             .table
             .clone()
             .write(batches)
             .with_save_mode(SaveMode::Append)
             .await
             .map_err(|e| archive_error(&self.config, &self.owner, e))?;
-        self.table = table;
         Ok(())
     }
 }

@@ -123,11 +123,14 @@ impl ArchiveConfig {
     }
 
     /// Opens a writer for a job.
-    pub async fn open(&self, owner: &str, schema: &SchemaRef) -> Result<Box<dyn Archive>> {
-        let schema = archive_schema(schema);
-        Ok(match self.format {
-            ArchiveFormat::Delta => Box::new(delta::DeltaArchive::open(self, owner, schema).await?),
-            ArchiveFormat::Parquet => Box::new(parquet::ParquetArchive::new(self, owner, schema)),
+    pub async fn open(&self, owner: &str, schema: &SchemaRef) -> Result<Archive> {
+        let writer: Box<dyn TableWriter> = match self.format {
+            ArchiveFormat::Delta => Box::new(delta::DeltaWriter::open(self, owner).await?),
+            ArchiveFormat::Parquet => Box::new(parquet::ParquetWriter::new(self, owner)),
+        };
+        Ok(Archive {
+            pending: Pending::new(archive_schema(schema)),
+            writer,
         })
     }
 
@@ -146,17 +149,38 @@ impl ArchiveConfig {
     }
 }
 
-/// A writer of an archive.
+/// Writes one commit's rows to a table format.
 #[async_trait]
-pub(crate) trait Archive: Send {
+pub(crate) trait TableWriter: Send {
+    /// Publishes `batches` atomically: readers see all of them or none.
+    async fn write(&mut self, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()>;
+}
+
+/// A job's writer of its archive: rows are buffered and committed together.
+pub(crate) struct Archive {
+    pending: Pending,
+    writer: Box<dyn TableWriter>,
+}
+
+impl Archive {
     /// Buffers rows for the next commit.
-    fn buffer(&mut self, batch: RecordBatch) -> Result<()>;
+    pub fn buffer(&mut self, batch: &RecordBatch) -> Result<()> {
+        self.pending.push(batch)
+    }
 
     /// Rows buffered since the last commit.
-    fn buffered_rows(&self) -> usize;
+    pub fn buffered_rows(&self) -> usize {
+        self.pending.rows
+    }
 
-    /// Publishes the buffered rows atomically (readers see all or none).
-    async fn commit(&mut self) -> Result<()>;
+    /// Publishes the buffered rows, if any.
+    pub async fn commit(&mut self) -> Result<()> {
+        if self.pending.rows == 0 {
+            return Ok(());
+        }
+        let batches = self.pending.take();
+        self.writer.write(&self.pending.schema, batches).await
+    }
 }
 
 /// The schema rows are archived with: timestamps in microseconds (Delta's
@@ -182,14 +206,14 @@ fn archive_type(data_type: &DataType) -> DataType {
 
 /// Rows waiting for the next commit, already in the archive schema.
 #[derive(Debug)]
-pub(crate) struct Pending {
+struct Pending {
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     rows: usize,
 }
 
 impl Pending {
-    pub fn new(schema: SchemaRef) -> Self {
+    fn new(schema: SchemaRef) -> Self {
         Pending {
             schema,
             batches: Vec::new(),
@@ -197,29 +221,21 @@ impl Pending {
         }
     }
 
-    pub fn schema(&self) -> &SchemaRef {
-        &self.schema
-    }
-
-    pub fn push(&mut self, batch: &RecordBatch) -> Result<()> {
+    fn push(&mut self, batch: &RecordBatch) -> Result<()> {
         self.batches.push(to_archive(batch, &self.schema)?);
         self.rows += batch.num_rows();
         Ok(())
     }
 
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// The buffered batches; the buffer is empty afterwards.
-    pub fn take(&mut self) -> Vec<RecordBatch> {
+    fn take(&mut self) -> Vec<RecordBatch> {
         self.rows = 0;
         std::mem::take(&mut self.batches)
     }
 }
 
 /// Converts a batch to the archive schema.
-pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 
-use super::{Archive, ArchiveConfig, Pending};
+use super::{ArchiveConfig, TableWriter};
 use crate::{Error, Result};
 
 pub(super) async fn register(
@@ -30,38 +30,25 @@ pub(super) async fn register(
     Ok(())
 }
 
-pub(super) struct ParquetArchive {
+/// Writes one Parquet file per commit.
+pub(super) struct ParquetWriter {
     config: ArchiveConfig,
     owner: String,
-    pending: Pending,
 }
 
-impl ParquetArchive {
-    pub fn new(config: &ArchiveConfig, owner: &str, schema: SchemaRef) -> Self {
-        ParquetArchive {
+impl ParquetWriter {
+    pub fn new(config: &ArchiveConfig, owner: &str) -> Self {
+        ParquetWriter {
             config: config.clone(),
             owner: owner.to_string(),
-            pending: Pending::new(schema),
         }
     }
 }
 
 #[async_trait]
-impl Archive for ParquetArchive {
-    fn buffer(&mut self, batch: RecordBatch) -> Result<()> {
-        self.pending.push(&batch)
-    }
-
-    fn buffered_rows(&self) -> usize {
-        self.pending.rows()
-    }
-
-    async fn commit(&mut self) -> Result<()> {
-        if self.pending.rows() == 0 {
-            return Ok(());
-        }
-        let schema = Arc::clone(self.pending.schema());
-        let batches = self.pending.take();
+impl TableWriter for ParquetWriter {
+    async fn write(&mut self, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+        let schema = Arc::clone(schema);
         let dir = self.config.path.clone();
         // Time-ordered names keep the files in commit order when listed.
         let name = format!(
