@@ -31,11 +31,16 @@ enum Command {
         /// The SQL script (statements separated by ';').
         file: PathBuf,
         /// Directory holding the catalog and, by default, the archives.
-        #[arg(long, env = "FIBERS_DATA_DIR", default_value = "fibers-data")]
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "FIBERS_DATA_DIR",
+            default_value = "fibers-data"
+        )]
         data_dir: PathBuf,
         /// Stop the jobs after this long (e.g. 30s, 5m); default: run until
         /// bounded input ends, or until Ctrl-C.
-        #[arg(long = "for", value_parser = humantime::parse_duration)]
+        #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
         run_for: Option<Duration>,
         /// How query results are printed.
         #[arg(long, value_enum, default_value_t = Format::Table)]
