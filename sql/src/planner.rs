@@ -198,6 +198,7 @@ fn input_schema(stream: &SchemaRef, window: Option<&Window>) -> SchemaRef {
 /// it aggregates.
 fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Result<bool> {
     let mut aggregates = 0;
+    let mut ordered = false;
     let mut problem: Option<Error> = None;
     plan.apply(|node| {
         let issue = match node {
@@ -223,10 +224,10 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
             LogicalPlan::Join(_) => Some(
                 "joins are not supported in continuous queries yet".into(),
             ),
-            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) if window.is_none() => Some(format!(
-                "ORDER BY and LIMIT need a window in a continuous query over '{source}' \
-                 (they apply to each window's rows)"
-            )),
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
+                ordered = true;
+                None
+            }
             _ => None,
         };
         match issue {
@@ -243,6 +244,14 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
     if aggregates > 1 {
         return Err(Error::invalid(format!(
             "continuous queries over '{source}' support one level of aggregation"
+        )));
+    }
+    // A windowed aggregate runs ORDER BY/LIMIT over each closing window's
+    // rows; without one there is no finite set of rows to order.
+    if ordered && aggregates == 0 {
+        return Err(Error::invalid(format!(
+            "ORDER BY and LIMIT in a continuous query over '{source}' need a windowed aggregation \
+             (they apply to each window's rows when it closes)"
         )));
     }
     if aggregates == 0 && window.is_some_and(|w| w.slide != w.size) {
