@@ -241,4 +241,60 @@ mod tests {
         .await;
         assert_same(&streaming, &expected);
     }
+
+    /// Rows as sorted strings, for comparing results that are exact.
+    fn rows(batches: &[RecordBatch]) -> Vec<String> {
+        let text = arrow::util::pretty::pretty_format_batches(batches)
+            .unwrap()
+            .to_string();
+        let mut rows: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("| "))
+            .skip(1)
+            .map(String::from)
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    #[tokio::test]
+    async fn distinct_min_max_avg_survive_compaction() {
+        let input = events(30_000, 50);
+        let mut runner = QueryRunner::new(
+            STREAM,
+            "SELECT symbol, window_start, count(DISTINCT volume) AS lots, min(price) AS lo, max(price) AS hi,
+                    avg(volume) AS avg_volume, count(*) AS n
+             FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE) GROUP BY symbol, window_start, window_end",
+        )
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for batch in &input {
+            out.extend(runner.push(batch.clone()).await.unwrap());
+        }
+        out.extend(runner.finish().await.unwrap());
+
+        let ctx = SessionContext::new();
+        let all = concat_batches(&input[0].schema(), &input).unwrap();
+        ctx.register_table(
+            "trades",
+            std::sync::Arc::new(MemTable::try_new(all.schema(), vec![vec![all]]).unwrap()),
+        )
+        .unwrap();
+        let expected = ctx
+            .sql(
+                "SELECT symbol, date_bin(INTERVAL '1 minute', ts, TIMESTAMP '1970-01-01T00:00:00') AS window_start,
+                        count(DISTINCT volume) AS lots, min(price) AS lo, max(price) AS hi,
+                        avg(volume) AS avg_volume, count(*) AS n
+                 FROM trades GROUP BY 1, 2",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let (got, want) = (rows(&out), rows(&expected));
+        assert!(want.len() > 20, "too few windows: {}", want.len());
+        assert_eq!(got, want);
+    }
 }
