@@ -134,11 +134,8 @@ mod tests {
                     .values()
                     .to_vec(),
             };
-            for i in 0..b.num_rows() {
-                let key = (
-                    b.column(0).as_string::<i32>().value(i).to_string(),
-                    starts[i],
-                );
+            for (i, start) in starts.iter().enumerate() {
+                let key = (b.column(0).as_string::<i32>().value(i).to_string(), *start);
                 let value = (
                     b.column(2).as_primitive::<Float64Type>().value(i),
                     b.column(3).as_primitive::<Int64Type>().value(i),
