@@ -56,10 +56,6 @@ pub fn python() -> PathBuf {
 /// The rows of a Delta table (`kind = "delta"`) or Parquet directory, as
 /// read by pyarrow/deltalake; timestamps are integer microseconds.
 pub fn read_table(kind: &str, path: &Path) -> Vec<serde_json::Map<String, serde_json::Value>> {
-    // One reader at a time: the deltalake wheel's runtime aborts now and
-    // then when several start at once on this two-core machine.
-    static READER: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = READER.lock().unwrap_or_else(|p| p.into_inner());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_table.py");
     let output = Command::new(python())
         .arg(script)
