@@ -51,19 +51,42 @@ impl BatchSlot {
     }
 }
 
+/// A physical plan the engine runs many times, each time over new input.
+#[derive(Debug, Clone)]
+pub(crate) struct Reusable {
+    plan: Arc<dyn ExecutionPlan>,
+    /// Whether a node holds per-execution state (the dynamic filters of
+    /// TopK, joins and some aggregates) that must be reset between runs.
+    stateful: bool,
+}
+
+impl Reusable {
+    pub fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
+        fn stateful(plan: &Arc<dyn ExecutionPlan>) -> bool {
+            !plan.dynamic_expressions_produced().is_empty()
+                || plan.children().into_iter().any(stateful)
+        }
+        Reusable {
+            stateful: stateful(&plan),
+            plan,
+        }
+    }
+}
+
 /// Runs `plan` over what `slot` holds, then empties the slot.
-///
-/// Plans are re-executed many times, so per-execution state inside them
-/// (dynamic filters of TopK and joins) is reset first.
 pub(crate) async fn run(
-    plan: &Arc<dyn ExecutionPlan>,
+    plan: &Reusable,
     slot: &BatchSlot,
     batches: Vec<RecordBatch>,
     ctx: &Arc<TaskContext>,
 ) -> Result<Vec<RecordBatch>> {
     slot.put(batches);
     let result = async {
-        let plan = reset_plan_states(Arc::clone(plan))?;
+        let plan = if plan.stateful {
+            reset_plan_states(Arc::clone(&plan.plan))?
+        } else {
+            Arc::clone(&plan.plan)
+        };
         collect(plan, Arc::clone(ctx)).await
     }
     .await;

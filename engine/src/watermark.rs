@@ -53,6 +53,24 @@ impl WatermarkTracker {
     pub fn observe(&mut self, batch: RecordBatch) -> Result<Observed> {
         let times = event_times(batch.column(self.time_index))?;
         let times = times.as_primitive::<TimestampNanosecondType>();
+        // Fast path: no NULLs and no late row, which is the common case;
+        // the mask is only built once a row turns out to be late.
+        if times.null_count() == 0 {
+            let values = times.values();
+            let mut max_seen = self.max_seen;
+            let mut first_late = None;
+            for (i, &t) in values.iter().enumerate() {
+                if max_seen.is_some_and(|m| t < m.saturating_sub(self.delay)) {
+                    first_late = Some(i);
+                    break;
+                }
+                max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
+            }
+            if first_late.is_none() {
+                self.max_seen = max_seen;
+                return Ok(Observed { batch, late: 0 });
+            }
+        }
         let mut max_seen = self.max_seen;
         let mut late = 0;
         let keep: BooleanArray = (0..times.len())

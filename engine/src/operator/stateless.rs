@@ -6,13 +6,13 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::{Operator, WindowAssigner};
-use crate::plan::{BatchSlot, input_slot, run};
+use crate::plan::{BatchSlot, Reusable, input_slot, run};
 use crate::{Error, Result};
 
 /// Projections, filters and scalar functions (optionally over a tumbling
 /// window's columns): the plan runs over each batch as it arrives.
 pub(crate) struct Stateless {
-    plan: Arc<dyn ExecutionPlan>,
+    plan: Reusable,
     input: BatchSlot,
     assigner: Option<WindowAssigner>,
     ctx: Arc<TaskContext>,
@@ -27,7 +27,7 @@ impl Stateless {
         let input = input_slot(&plan)
             .ok_or_else(|| Error::invalid("the query does not read its stream"))?;
         Ok(Stateless {
-            plan,
+            plan: Reusable::new(plan),
             input,
             assigner,
             ctx,

@@ -15,7 +15,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use fibers_sql::{WINDOW_END, WINDOW_START, Window};
 
 use super::{Operator, WindowAssigner, floor_to};
-use crate::plan::{BatchSlot, SlotExec, input_slot, run};
+use crate::plan::{BatchSlot, Reusable, SlotExec, input_slot, run};
 use crate::{Error, Result};
 
 /// Compact a pane's partial states once it holds this many batches.
@@ -37,11 +37,11 @@ pub(crate) struct WindowAggregate {
     assigner: WindowAssigner,
     ctx: Arc<TaskContext>,
     input: BatchSlot,
-    partial: Arc<dyn ExecutionPlan>,
+    partial: Reusable,
     reduce_input: BatchSlot,
-    reduce: Arc<dyn ExecutionPlan>,
+    reduce: Reusable,
     emit_input: BatchSlot,
-    emit: Arc<dyn ExecutionPlan>,
+    emit: Reusable,
     state_schema: SchemaRef,
     /// Columns of `window_start` / `window_end` in the partial states.
     start_column: usize,
@@ -125,11 +125,11 @@ impl WindowAggregate {
             assigner,
             ctx,
             input,
-            partial: Arc::clone(&split.partial),
+            partial: Reusable::new(Arc::clone(&split.partial)),
             reduce_input,
-            reduce: Arc::new(reduce),
+            reduce: Reusable::new(Arc::new(reduce)),
             emit_input,
-            emit,
+            emit: Reusable::new(emit),
             state_schema,
             start_column,
             end_column,
