@@ -51,6 +51,12 @@ impl BatchSlot {
     }
 }
 
+/// Executions of a plan between rebuilds of its nodes. Every execution
+/// registers fresh metrics in the plan's nodes, so a plan run forever must
+/// be rebuilt now and then to keep memory bounded; rebuilding on every run
+/// would cost more than running small batches through it.
+const REBUILD_EVERY: usize = 256;
+
 /// A physical plan the engine runs many times, each time over new input.
 #[derive(Debug, Clone)]
 pub(crate) struct Reusable {
@@ -58,6 +64,7 @@ pub(crate) struct Reusable {
     /// Whether a node holds per-execution state (the dynamic filters of
     /// TopK, joins and some aggregates) that must be reset between runs.
     stateful: bool,
+    executions: usize,
 }
 
 impl Reusable {
@@ -69,27 +76,33 @@ impl Reusable {
         Reusable {
             stateful: stateful(&plan),
             plan,
+            executions: 0,
         }
+    }
+
+    /// The plan for the next execution: reset if it holds per-execution
+    /// state, rebuilt every [`REBUILD_EVERY`] runs to drop old metrics.
+    fn next(&mut self) -> DFResult<Arc<dyn ExecutionPlan>> {
+        self.executions += 1;
+        if self.stateful || self.executions % REBUILD_EVERY == 0 {
+            self.plan = reset_plan_states(Arc::clone(&self.plan))?;
+        }
+        Ok(Arc::clone(&self.plan))
     }
 }
 
-/// Runs `plan` over what `slot` holds, then empties the slot.
+/// Runs `plan` over `batches` (handed to its leaf through `slot`).
 pub(crate) async fn run(
-    plan: &Reusable,
+    plan: &mut Reusable,
     slot: &BatchSlot,
     batches: Vec<RecordBatch>,
     ctx: &Arc<TaskContext>,
 ) -> Result<Vec<RecordBatch>> {
     slot.put(batches);
-    let result = async {
-        let plan = if plan.stateful {
-            reset_plan_states(Arc::clone(&plan.plan))?
-        } else {
-            Arc::clone(&plan.plan)
-        };
-        collect(plan, Arc::clone(ctx)).await
-    }
-    .await;
+    let result = match plan.next() {
+        Ok(plan) => collect(plan, Arc::clone(ctx)).await,
+        Err(e) => Err(e),
+    };
     slot.clear();
     let batches = result?;
     Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())

@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
+use arrow::datatypes::IntervalMonthDayNano;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::logical_expr::{Aggregate, Expr, LogicalPlan, Projection, lit};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -122,6 +124,10 @@ pub async fn plan_continuous_query(
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let plan = state.statement_to_plan(statement).await?;
     let aggregates = check_plan(&source, window.as_ref(), &plan)?;
+    let plan = match &window {
+        Some(w) if aggregates => group_without_window_end(plan, w.size)?,
+        _ => plan,
+    };
     Ok(ContinuousQuery {
         source,
         window,
@@ -260,6 +266,53 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
         ));
     }
     Ok(aggregates == 1)
+}
+
+/// `window_end` is `window_start + size`, so grouping by both makes every
+/// partial aggregate hash and compare a column that adds nothing. Group by
+/// `window_start` alone and compute `window_end` in a projection above the
+/// aggregate, under the same (qualified) name, so the rest of the plan is
+/// unchanged.
+fn group_without_window_end(plan: LogicalPlan, size: i64) -> Result<LogicalPlan> {
+    let rewritten = plan.transform_up(|node| {
+        let LogicalPlan::Aggregate(agg) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let position = |name: &str| {
+            agg.group_expr
+                .iter()
+                .position(|e| matches!(e, Expr::Column(c) if c.name == name))
+        };
+        let (Some(start), Some(end)) = (position(WINDOW_START), position(WINDOW_END)) else {
+            return Ok(Transformed::no(node));
+        };
+        let mut group_expr = agg.group_expr.clone();
+        group_expr.remove(end);
+        let grouped =
+            Aggregate::try_new(Arc::clone(&agg.input), group_expr, agg.aggr_expr.clone())?;
+        // Group columns come first in an aggregate's output, in GROUP BY order.
+        let (start_qualifier, start_field) = agg.schema.qualified_field(start);
+        let window_start = Expr::Column(Column::new(start_qualifier.cloned(), start_field.name()));
+        let length = lit(ScalarValue::IntervalMonthDayNano(Some(
+            IntervalMonthDayNano::new(0, 0, size),
+        )));
+        let exprs = agg
+            .schema
+            .iter()
+            .enumerate()
+            .map(|(i, (qualifier, field))| {
+                if i == end {
+                    (window_start.clone() + length.clone())
+                        .alias_qualified(qualifier.cloned(), field.name())
+                } else {
+                    Expr::Column(Column::new(qualifier.cloned(), field.name()))
+                }
+            })
+            .collect();
+        let projection = Projection::try_new(exprs, Arc::new(LogicalPlan::Aggregate(grouped)))?;
+        Ok(Transformed::yes(LogicalPlan::Projection(projection)))
+    })?;
+    Ok(rewritten.data)
 }
 
 fn groups_by_window(group_expr: &[Expr]) -> bool {

@@ -42,7 +42,7 @@ impl Operator for Stateless {
             Some(a) => a.assign(batch)?,
             None => batch,
         };
-        run(&self.plan, &self.input, vec![batch], &self.ctx).await
+        run(&mut self.plan, &self.input, vec![batch], &self.ctx).await
     }
 
     async fn advance(&mut self, _watermark: i64) -> Result<Vec<RecordBatch>> {

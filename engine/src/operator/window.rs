@@ -43,9 +43,10 @@ pub(crate) struct WindowAggregate {
     emit_input: BatchSlot,
     emit: Reusable,
     state_schema: SchemaRef,
-    /// Columns of `window_start` / `window_end` in the partial states.
+    /// Columns of `window_start` (and `window_end`, unless the planner
+    /// dropped it from the grouping) in the partial states.
     start_column: usize,
-    end_column: usize,
+    end_column: Option<usize>,
     panes: BTreeMap<i64, Vec<RecordBatch>>,
     /// Start of the last window emitted.
     emitted_through: Option<i64>,
@@ -69,14 +70,11 @@ impl WindowAggregate {
                 .expr()
                 .iter()
                 .position(|(e, _)| e.downcast_ref::<Column>().is_some_and(|c| c.name() == name))
-                .ok_or_else(|| {
-                    Error::invalid(format!(
-                        "GROUP BY must include window_start and window_end (plain columns, not expressions); missing {name}"
-                    ))
-                })
         };
-        let start_column = column_of(WINDOW_START)?;
-        let end_column = column_of(WINDOW_END)?;
+        let start_column = column_of(WINDOW_START).ok_or_else(|| {
+            Error::invalid("GROUP BY must include window_start and window_end (plain columns, not expressions)")
+        })?;
+        let end_column = column_of(WINDOW_END);
         let input = input_slot(&split.partial)
             .ok_or_else(|| Error::invalid("the aggregation does not read its stream"))?;
 
@@ -163,7 +161,7 @@ impl WindowAggregate {
             states.push(part);
             if states.len() >= COMPACT_AT {
                 let states = std::mem::take(states);
-                let reduced = run(&self.reduce, &self.reduce_input, states, &self.ctx).await?;
+                let reduced = run(&mut self.reduce, &self.reduce_input, states, &self.ctx).await?;
                 let merged = concat_batches(&self.state_schema, &reduced)?;
                 self.panes.insert(pane, vec![merged]);
             }
@@ -203,7 +201,9 @@ impl WindowAggregate {
         };
         let mut columns = batch.columns().to_vec();
         columns[self.start_column] = constant(start);
-        columns[self.end_column] = constant(end);
+        if let Some(end_column) = self.end_column {
+            columns[end_column] = constant(end);
+        }
         Ok(RecordBatch::try_new(batch.schema(), columns)?)
     }
 }
@@ -212,7 +212,7 @@ impl WindowAggregate {
 impl Operator for WindowAggregate {
     async fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
         let batch = self.assigner.assign(batch)?;
-        let states = run(&self.partial, &self.input, vec![batch], &self.ctx).await?;
+        let states = run(&mut self.partial, &self.input, vec![batch], &self.ctx).await?;
         for state in states {
             self.add_states(state).await?;
         }
@@ -237,7 +237,7 @@ impl Operator for WindowAggregate {
                     }
                 }
             }
-            out.extend(run(&self.emit, &self.emit_input, states, &self.ctx).await?);
+            out.extend(run(&mut self.emit, &self.emit_input, states, &self.ctx).await?);
         }
         // Panes before the first window that can still close are done.
         let (size, slide) = (i128::from(self.window.size), i128::from(self.window.slide));
