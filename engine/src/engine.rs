@@ -85,17 +85,22 @@ pub struct Engine {
     config: EngineConfig,
     catalog: Arc<Catalog>,
     objects: Mutex<Objects>,
+    /// Held open (and locked) while the engine lives: two engines on one
+    /// data dir would both run its jobs and write every result twice.
+    _lock: std::fs::File,
 }
 
 impl Engine {
     /// Opens (creating if needed) the data dir and resumes its jobs.
     pub async fn open(config: EngineConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
+        let lock = lock_data_dir(&config.data_dir)?;
         let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog.db"))?);
         let engine = Engine {
             config,
             catalog,
             objects: Mutex::new(Objects::default()),
+            _lock: lock,
         };
         engine.restore().await?;
         Ok(engine)
@@ -399,6 +404,26 @@ impl Engine {
         for job in objects.jobs.values_mut() {
             job.stop().await;
         }
+    }
+}
+
+/// Takes the data dir's lock, released when the process ends (even by a
+/// crash, so a stale lock never blocks a restart).
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let path = data_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(format!(
+            "data dir {} is in use by another DataFibers process",
+            data_dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
     }
 }
 

@@ -84,7 +84,7 @@ impl Reusable {
     /// state, rebuilt every [`REBUILD_EVERY`] runs to drop old metrics.
     fn next(&mut self) -> DFResult<Arc<dyn ExecutionPlan>> {
         self.executions += 1;
-        if self.stateful || self.executions % REBUILD_EVERY == 0 {
+        if self.stateful || self.executions.is_multiple_of(REBUILD_EVERY) {
             self.plan = reset_plan_states(Arc::clone(&self.plan))?;
         }
         Ok(Arc::clone(&self.plan))

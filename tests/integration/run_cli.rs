@@ -193,3 +193,45 @@ fn a_failing_job_fails_the_run_and_keeps_what_was_committed() {
     assert!(stderr.contains("job 'out' failed"), "{stderr}");
     assert!(stderr.contains("in.jsonl line 3"), "{stderr}");
 }
+
+#[test]
+fn a_data_dir_is_used_by_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("live.sql");
+    std::fs::write(
+        &script,
+        "CREATE STREAM live WITH (connector = 'stocks', rate = '100');
+         CREATE SINK prices WITH (connector = 'parquet', path = 'prices') AS SELECT symbol, price FROM live;",
+    )
+    .unwrap();
+    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_fibers"))
+        .arg("run")
+        .arg(&script)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--for", "20s"])
+        .spawn()
+        .unwrap();
+    // Wait until the first process has created its sink (and so holds the
+    // data dir).
+    let archive = dir.path().join("data/prices");
+    for _ in 0..600 {
+        if archive.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = fibers_run(dir.path(), "SHOW STREAMS;", &[]);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("is in use by another DataFibers process"),
+        "{stderr}"
+    );
+
+    // Once the first is gone (killed: its lock goes with it), the data dir
+    // opens, and its unbounded sink resumes until --for.
+    assert_ok(&fibers_run(dir.path(), "SHOW STREAMS;", &["--for", "1s"]));
+}
