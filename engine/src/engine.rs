@@ -188,6 +188,9 @@ impl Engine {
                 let objects = self.objects.lock().await;
                 query::describe(name, &objects)
             }
+            Statement::ShowTopics { .. }
+            | Statement::DescribeTopic { .. }
+            | Statement::Insert(_) => Err(Error::invalid("Kafka topics are not supported yet")),
             Statement::Query(statement) => {
                 self.wait_for_bounded_jobs().await;
                 let (streams, outputs) = {

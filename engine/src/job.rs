@@ -13,7 +13,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::archive::{Archive, ArchiveConfig};
 use crate::connector::{Poll, Source, StreamDef};
 use crate::operator;
-use crate::watermark::WatermarkTracker;
+use crate::watermark::PartitionWatermarks;
 use crate::{Error, Result};
 
 /// Batches in flight between a job's source thread and its operator: enough
@@ -30,6 +30,24 @@ pub(crate) struct JobMetrics {
     pub commits: AtomicU64,
     /// Nanoseconds since the epoch; `i64::MIN` before the first row.
     pub watermark: AtomicI64,
+    /// What the source reports about its connection while it retries
+    /// (a broker outage, say); `None` when all is well.
+    pub health: std::sync::Mutex<Option<String>>,
+}
+
+impl JobMetrics {
+    fn set_health(&self, health: Option<String>) {
+        if let Ok(mut current) = self.health.lock()
+            && *current != health
+        {
+            *current = health;
+        }
+    }
+
+    /// The source's report on its connection, if it is retrying.
+    pub fn health(&self) -> Option<String> {
+        self.health.lock().ok().and_then(|h| h.clone())
+    }
 }
 
 /// Where a job is in its life.
@@ -198,7 +216,11 @@ async fn run_job(
         .schema
         .index_of(&spec.stream.time_column)
         .map_err(|e| (e.into(), committed))?;
-    let tracker = WatermarkTracker::new(time_index, spec.stream.delay_nanos);
+    let tracker = PartitionWatermarks::new(
+        time_index,
+        spec.stream.delay_nanos,
+        spec.stream.idle_timeout(),
+    );
     let reader = SourceReader {
         source,
         tracker,
@@ -306,7 +328,7 @@ async fn commit(
 /// drops late rows and sends batches and watermarks to the job.
 struct SourceReader {
     source: Box<dyn Source>,
-    tracker: WatermarkTracker,
+    tracker: PartitionWatermarks,
     arrival_time: bool,
     schema: arrow::datatypes::SchemaRef,
     metrics: Arc<JobMetrics>,
@@ -334,8 +356,16 @@ impl SourceReader {
             self.metrics
                 .bad_rows
                 .store(self.source.bad_rows(), Ordering::Relaxed);
+            self.metrics.set_health(self.source.health());
+            let now = Instant::now();
+            let partitions = self.source.partitions();
+            if partitions.len() != self.tracker.len() {
+                for &p in partitions {
+                    self.tracker.add_partition(p, now);
+                }
+            }
             match polled? {
-                Poll::Batch(batch) => {
+                Poll::Batch(partition, batch) => {
                     self.metrics
                         .input_rows
                         .fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
@@ -345,7 +375,7 @@ impl SourceReader {
                     } else {
                         batch
                     };
-                    let observed = self.tracker.observe(batch)?;
+                    let observed = self.tracker.observe(partition, batch, now)?;
                     self.metrics
                         .late_rows
                         .fetch_add(observed.late as u64, Ordering::Relaxed);
@@ -354,17 +384,23 @@ impl SourceReader {
                     {
                         return Ok(());
                     }
-                    let watermark = self.tracker.watermark();
-                    if watermark != last_watermark {
-                        last_watermark = watermark;
-                        if let Some(w) = watermark
-                            && !self.send(SourceMessage::Watermark(w))
-                        {
+                    if let Some(w) = self.tracker.advance(now) {
+                        last_watermark = Some(w);
+                        if !self.send(SourceMessage::Watermark(w)) {
                             return Ok(());
                         }
                     }
                 }
                 Poll::Idle(wait) => {
+                    // Partitions going idle may let the watermark move on.
+                    if !self.arrival_time
+                        && let Some(w) = self.tracker.advance(now)
+                    {
+                        last_watermark = Some(w);
+                        if !self.send(SourceMessage::Watermark(w)) {
+                            return Ok(());
+                        }
+                    }
                     // Arrival time moves on while nothing arrives, so windows
                     // over it close on time.
                     if self.arrival_time {

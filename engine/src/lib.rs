@@ -13,6 +13,7 @@ mod archive;
 mod connector;
 mod engine;
 mod error;
+mod format;
 mod job;
 mod operator;
 mod plan;

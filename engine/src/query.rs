@@ -231,7 +231,7 @@ async fn read_bounded(stream: &Arc<StreamDef>, batch_size: usize) -> Result<MemT
         let mut batches = Vec::new();
         loop {
             match source.poll()? {
-                Poll::Batch(b) => batches.push(b),
+                Poll::Batch(_, b) => batches.push(b),
                 Poll::Idle(wait) => std::thread::sleep(wait),
                 Poll::End => return Ok(batches),
             }

@@ -1,6 +1,8 @@
 //! Event time: the watermark of a source and the rows that arrive too late.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, BooleanArray};
 use arrow::compute::{cast, filter_record_batch};
@@ -51,8 +53,25 @@ impl WatermarkTracker {
 
     /// Advances the watermark over `batch` and drops its late rows.
     pub fn observe(&mut self, batch: RecordBatch) -> Result<Observed> {
+        self.observe_within(batch, Bounds::default())
+    }
+
+    /// Like [`observe`](Self::observe), for one of several partitions: a
+    /// row is late below the combined watermark, which is this tracker's
+    /// own watermark capped by `bounds.cap` (the other partitions') and
+    /// never below `bounds.floor` (what was already emitted).
+    pub(crate) fn observe_within(
+        &mut self,
+        batch: RecordBatch,
+        bounds: Bounds,
+    ) -> Result<Observed> {
         let times = event_times(batch.column(self.time_index))?;
         let times = times.as_primitive::<TimestampNanosecondType>();
+        let delay = self.delay;
+        let threshold = |max_seen: Option<i64>| {
+            let own = max_seen.map(|m| m.saturating_sub(delay).min(bounds.cap));
+            own.max(bounds.floor)
+        };
         // Fast path: no NULLs and no late row, which is the common case;
         // the mask is only built once a row turns out to be late.
         if times.null_count() == 0 {
@@ -60,7 +79,7 @@ impl WatermarkTracker {
             let mut max_seen = self.max_seen;
             let mut first_late = None;
             for (i, &t) in values.iter().enumerate() {
-                if max_seen.is_some_and(|m| t < m.saturating_sub(self.delay)) {
+                if threshold(max_seen).is_some_and(|w| t < w) {
                     first_late = Some(i);
                     break;
                 }
@@ -80,7 +99,7 @@ impl WatermarkTracker {
                     return Some(false);
                 }
                 let t = times.value(i);
-                let on_time = max_seen.is_none_or(|m| t >= m.saturating_sub(self.delay));
+                let on_time = threshold(max_seen).is_none_or(|w| t >= w);
                 if on_time {
                     max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
                 } else {
@@ -96,6 +115,136 @@ impl WatermarkTracker {
             filter_record_batch(&batch, &keep)?
         };
         Ok(Observed { batch, late })
+    }
+}
+
+/// Limits on a partition's lateness threshold from the other partitions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    /// The combined watermark can be no higher than this.
+    pub cap: i64,
+    /// Rows below this are late whatever the partition's own watermark.
+    pub floor: Option<i64>,
+}
+
+impl Default for Bounds {
+    fn default() -> Self {
+        Bounds {
+            cap: i64::MAX,
+            floor: None,
+        }
+    }
+}
+
+/// The watermark of a source with several partitions (Kafka partitions):
+/// each partition tracks its own, and the source's watermark is the
+/// minimum over the partitions that are active. A partition that has
+/// delivered nothing for `idle_timeout` stops holding the watermark back
+/// until it delivers again; when every partition is idle the watermark is
+/// the largest of theirs. The emitted watermark never goes back, and rows
+/// below it are late in every partition.
+#[derive(Debug)]
+pub(crate) struct PartitionWatermarks {
+    time_index: usize,
+    delay: i64,
+    idle_timeout: Option<Duration>,
+    partitions: BTreeMap<u32, PartitionState>,
+    emitted: Option<i64>,
+}
+
+#[derive(Debug)]
+struct PartitionState {
+    tracker: WatermarkTracker,
+    last_active: Instant,
+}
+
+impl PartitionWatermarks {
+    pub fn new(time_index: usize, delay: i64, idle_timeout: Option<Duration>) -> Self {
+        PartitionWatermarks {
+            time_index,
+            delay,
+            idle_timeout,
+            partitions: BTreeMap::new(),
+            emitted: None,
+        }
+    }
+
+    /// Number of partitions known.
+    pub fn len(&self) -> usize {
+        self.partitions.len()
+    }
+
+    /// Starts tracking a partition (a no-op for a known one). A new
+    /// partition holds the watermark back until it delivers rows or
+    /// becomes idle.
+    pub fn add_partition(&mut self, partition: u32, now: Instant) {
+        let (time_index, delay) = (self.time_index, self.delay);
+        self.partitions
+            .entry(partition)
+            .or_insert_with(|| PartitionState {
+                tracker: WatermarkTracker::new(time_index, delay),
+                last_active: now,
+            });
+    }
+
+    fn idle(&self, state: &PartitionState, now: Instant) -> bool {
+        self.idle_timeout
+            .is_some_and(|timeout| now.saturating_duration_since(state.last_active) >= timeout)
+    }
+
+    /// Drops the late rows of a batch from `partition` and advances its
+    /// watermark.
+    pub fn observe(
+        &mut self,
+        partition: u32,
+        batch: RecordBatch,
+        now: Instant,
+    ) -> Result<Observed> {
+        self.add_partition(partition, now);
+        // The other active partitions cap the combined watermark; one that
+        // has seen nothing yet caps it at "nothing is late".
+        let mut cap = i64::MAX;
+        for (&p, state) in &self.partitions {
+            if p != partition && !self.idle(state, now) {
+                cap = cap.min(state.tracker.watermark().unwrap_or(i64::MIN));
+            }
+        }
+        let bounds = Bounds {
+            cap,
+            floor: self.emitted,
+        };
+        let Some(state) = self.partitions.get_mut(&partition) else {
+            return Err(crate::Error::invalid(
+                "a partition vanished from the watermark",
+            ));
+        };
+        state.last_active = now;
+        state.tracker.observe_within(batch, bounds)
+    }
+
+    /// The combined watermark, when it has moved past the one last
+    /// returned (which is then remembered as emitted).
+    pub fn advance(&mut self, now: Instant) -> Option<i64> {
+        let mut active = self
+            .partitions
+            .values()
+            .filter(|s| !self.idle(s, now))
+            .peekable();
+        let combined = if active.peek().is_some() {
+            active
+                .map(|s| s.tracker.watermark())
+                .try_fold(i64::MAX, |min, w| w.map(|w| min.min(w)))
+        } else {
+            self.partitions
+                .values()
+                .filter_map(|s| s.tracker.watermark())
+                .max()
+        }?;
+        if self.emitted.is_some_and(|e| combined <= e) {
+            return None;
+        }
+        self.emitted = Some(combined);
+        Some(combined)
     }
 }
 
@@ -162,6 +311,41 @@ mod tests {
         assert_eq!(kept_ids(&o), [0, 1, 2, 5]);
         assert_eq!(o.late, 2);
         assert_eq!(t.watermark(), Some(110));
+    }
+
+    #[test]
+    fn partitions_combine_by_minimum_and_idle_ones_stop_holding_back() {
+        let start = Instant::now();
+        let mut w = PartitionWatermarks::new(0, 10, Some(Duration::from_secs(30)));
+        w.add_partition(0, start);
+        w.add_partition(1, start);
+        // Partition 1 has seen nothing: nothing is late and no watermark.
+        let o = w.observe(0, batch(&[Some(100), Some(50)]), start).unwrap();
+        assert_eq!(o.late, 0);
+        assert_eq!(w.advance(start), None);
+        let o = w.observe(1, batch(&[Some(60)]), start).unwrap();
+        assert_eq!(o.late, 0);
+        assert_eq!(w.advance(start), Some(50));
+        // 45 is late in partition 1 (combined 50), 55 is not even though
+        // partition 0's own watermark is 90.
+        let o = w.observe(0, batch(&[Some(45), Some(55)]), start).unwrap();
+        assert_eq!(kept_ids(&o), [1]);
+        // Partition 1 goes idle: partition 0 alone sets the watermark.
+        let later = start + Duration::from_secs(31);
+        let o = w.observe(0, batch(&[Some(120)]), later).unwrap();
+        assert_eq!(o.late, 0);
+        assert_eq!(w.advance(later), Some(110));
+        // Back from idle below the emitted watermark: its rows are late and
+        // the watermark does not go back.
+        let o = w.observe(1, batch(&[Some(100), Some(115)]), later).unwrap();
+        assert_eq!(kept_ids(&o), [1]);
+        assert_eq!(w.advance(later), None);
+        // All idle: the largest partition watermark.
+        let much_later = later + Duration::from_secs(60);
+        assert_eq!(w.advance(much_later), None);
+        let o = w.observe(0, batch(&[Some(200)]), much_later).unwrap();
+        assert_eq!(o.late, 0);
+        assert_eq!(w.advance(much_later), Some(190));
     }
 
     #[test]

@@ -89,6 +89,10 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         )?;
     }
     if parse_word(p, "SHOW") {
+        if parse_word(p, "TOPICS") {
+            let brokers = parse_from_brokers(p)?;
+            return Ok(Statement::ShowTopics { brokers });
+        }
         let target = if parse_word(p, "STREAMS") {
             ShowTarget::Streams
         } else if parse_word(p, "VIEWS")
@@ -100,11 +104,19 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         } else if parse_word(p, "JOBS") {
             ShowTarget::Jobs
         } else {
-            return p.expected("STREAMS, VIEWS, SINKS or JOBS after SHOW", p.peek_token())?;
+            return p.expected(
+                "STREAMS, VIEWS, SINKS, JOBS or TOPICS after SHOW",
+                p.peek_token(),
+            )?;
         };
         return Ok(Statement::Show(target));
     }
     if p.parse_keyword(Keyword::DESCRIBE) || p.parse_keyword(Keyword::DESC) {
+        if parse_word(p, "TOPIC") {
+            let topic = parse_topic(p)?;
+            let brokers = parse_from_brokers(p)?;
+            return Ok(Statement::DescribeTopic { topic, brokers });
+        }
         return Ok(Statement::Describe(parse_name(p)?));
     }
     if p.parse_keyword(Keyword::DROP) {
@@ -132,11 +144,37 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         statement @ (ast::Statement::Query(_) | ast::Statement::Explain { .. }) => {
             Ok(Statement::Query(Box::new(statement)))
         }
+        statement @ ast::Statement::Insert(_) => Ok(Statement::Insert(Box::new(statement))),
         other => Err(Error::invalid(format!(
             "unsupported statement: {}",
             first_words(&other.to_string())
         ))),
     }
+}
+
+/// `FROM 'host:port,...'`, if given.
+fn parse_from_brokers(p: &mut Parser) -> Result<Option<String>> {
+    if !p.parse_keyword(Keyword::FROM) {
+        return Ok(None);
+    }
+    Ok(Some(p.parse_literal_string()?))
+}
+
+/// A topic name: a string literal, or an identifier kept as written (topic
+/// names are case-sensitive and may contain dots).
+fn parse_topic(p: &mut Parser) -> Result<String> {
+    if let Token::SingleQuotedString(s) = &p.peek_token().token {
+        let topic = s.clone();
+        p.next_token();
+        return Ok(topic);
+    }
+    let name: ObjectName = p.parse_object_name(false)?;
+    Ok(name
+        .0
+        .iter()
+        .filter_map(|part| part.as_ident().map(|i| i.value.clone()))
+        .collect::<Vec<_>>()
+        .join("."))
 }
 
 fn first_words(s: &str) -> String {
@@ -439,6 +477,37 @@ mod tests {
     }
 
     #[test]
+    fn topics_and_inserts() {
+        let stmts = parse_script(
+            "SHOW TOPICS; SHOW TOPICS FROM 'k:9092'; DESCRIBE TOPIC 'big-trades'; \
+             DESCRIBE TOPIC Trades.v1 FROM 'k:9092'; INSERT INTO s VALUES (1);",
+        )
+        .unwrap();
+        assert_eq!(stmts[0].statement, Statement::ShowTopics { brokers: None });
+        assert_eq!(
+            stmts[1].statement,
+            Statement::ShowTopics {
+                brokers: Some("k:9092".into())
+            }
+        );
+        assert_eq!(
+            stmts[2].statement,
+            Statement::DescribeTopic {
+                topic: "big-trades".into(),
+                brokers: None
+            }
+        );
+        assert_eq!(
+            stmts[3].statement,
+            Statement::DescribeTopic {
+                topic: "Trades.v1".into(),
+                brokers: Some("k:9092".into())
+            }
+        );
+        assert!(matches!(stmts[4].statement, Statement::Insert(_)));
+    }
+
+    #[test]
     fn errors_point_at_the_fault() {
         let err = parse_script("SHOW STREAMS;\nCREATE TABEL t")
             .unwrap_err()
@@ -454,12 +523,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("WATERMARK FOR ts must be written"), "{err}");
-        let err = parse_script("INSERT INTO t VALUES (1)")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("unsupported statement: INSERT INTO t"),
-            "{err}"
-        );
+        let err = parse_script("UPDATE t SET a = 1").unwrap_err().to_string();
+        assert!(err.contains("unsupported statement: UPDATE t SET"), "{err}");
     }
 }

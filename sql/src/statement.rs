@@ -17,6 +17,21 @@ pub enum Statement {
     Show(ShowTarget),
     /// `DESCRIBE name`.
     Describe(String),
+    /// `SHOW TOPICS [FROM 'brokers']`.
+    ShowTopics {
+        /// The brokers to ask; by default those of the Kafka streams.
+        brokers: Option<String>,
+    },
+    /// `DESCRIBE TOPIC name [FROM 'brokers']`.
+    DescribeTopic {
+        /// The topic, as written (topic names are case-sensitive).
+        topic: String,
+        /// The brokers to ask; by default those of the Kafka streams.
+        brokers: Option<String>,
+    },
+    /// `INSERT INTO stream VALUES (...)` or `INSERT INTO stream SELECT ...`:
+    /// publishes rows into a stream's topic.
+    Insert(Box<ast::Statement>),
     /// `DROP STREAM | MATERIALIZED VIEW | SINK [IF EXISTS] name`.
     Drop {
         /// What is dropped.

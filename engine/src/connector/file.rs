@@ -5,22 +5,15 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use arrow::compute::concat_batches;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use fibers_sql::Options;
 
 use super::{BadData, Poll, Source, take_bad_data};
+use crate::format::{Format, RecordDecoder, Records};
 use crate::{Error, Result};
 
 pub(crate) const OPTIONS: &[&str] = &["path", "format", "header", "bad_data"];
-
-/// The record formats the file connector reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum FileFormat {
-    Json,
-    Csv { header: bool },
-}
 
 /// Settings of a `file` stream.
 #[derive(Debug, Clone)]
@@ -29,32 +22,15 @@ pub(crate) struct FileConfig {
     pub path_written: String,
     /// The path resolved against the data dir.
     pub path: PathBuf,
-    pub format: FileFormat,
+    pub format: Format,
     pub bad_data: BadData,
 }
 
 impl FileConfig {
     pub fn from_options(options: &mut Options, data_dir: &Path) -> Result<Self> {
         let path_written = options.take_required("path", "connector 'file'")?;
-        let format = options.take_choice("format", &["json", "csv"])?;
-        let header = options.take_bool("header")?;
-        let format = match format.as_deref() {
-            Some("csv") => FileFormat::Csv {
-                header: header.unwrap_or(true),
-            },
-            _ if header.is_some() => {
-                return Err(Error::invalid(
-                    "option 'header' applies to format = 'csv' only",
-                ));
-            }
-            Some(_) => FileFormat::Json,
-            None => {
-                return Err(Error::invalid(
-                    "connector 'file' requires option 'format'; expected one of: json, csv",
-                ));
-            }
-        };
-        let bad_data = take_bad_data(options)?;
+        let format = Format::from_options(options, "connector 'file'", &["json", "csv"])?;
+        let bad_data = take_bad_data(options, false)?;
         Ok(FileConfig {
             path: data_dir.join(&path_written),
             path_written,
@@ -71,7 +47,7 @@ impl FileConfig {
         Ok(FileSource {
             stream: stream.to_string(),
             config: self.clone(),
-            schema,
+            decoder: self.format.decoder(schema)?,
             batch_size: batch_size.max(1),
             files: files.into_iter(),
             current: None,
@@ -112,7 +88,7 @@ struct OpenFile {
 pub(crate) struct FileSource {
     stream: String,
     config: FileConfig,
-    schema: SchemaRef,
+    decoder: Box<dyn RecordDecoder>,
     batch_size: usize,
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
@@ -147,7 +123,7 @@ impl FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
             line: 0,
         };
-        if matches!(self.config.format, FileFormat::Csv { header: true }) {
+        if matches!(self.config.format, Format::Csv { header: true }) {
             let mut header = Vec::new();
             read_line(&mut open, &mut header).map_err(|e| self.error(e))?;
         }
@@ -155,36 +131,27 @@ impl FileSource {
         Ok(true)
     }
 
-    /// Decodes `lines`; when the chunk as a whole does not decode, decodes
-    /// line by line so one bad record never costs its neighbours.
+    /// Decodes `records` (read from `lines` of `label`); a bad record
+    /// fails the job or is counted, as `bad_data` says.
     fn decode(
         &mut self,
         label: &str,
-        chunk: &[u8],
-        lines: &[(u64, usize, usize)],
+        records: &Records,
+        lines: &[u64],
     ) -> Result<Option<RecordBatch>> {
-        if let Ok(batch) = decode_records(self.config.format, &self.schema, chunk, lines.len()) {
-            return Ok(batch);
-        }
-        let mut good = Vec::new();
-        for &(line, start, end) in lines {
-            match decode_records(self.config.format, &self.schema, &chunk[start..end], 1) {
-                Ok(Some(batch)) => good.push(batch),
-                Ok(None) => {}
-                Err(e) => match self.config.bad_data {
-                    BadData::Fail => {
-                        return Err(self.error(format!(
-                            "{label} line {line}: {e} (set bad_data = 'drop' to skip malformed records)"
-                        )));
-                    }
-                    BadData::Drop => self.bad_rows += 1,
-                },
+        let decoded = self.decoder.decode(records)?;
+        if let Some((i, e)) = decoded.bad.first() {
+            match self.config.bad_data {
+                BadData::Drop | BadData::DeadLetter => self.bad_rows += decoded.bad.len() as u64,
+                BadData::Fail => {
+                    return Err(self.error(format!(
+                        "{label} line {}: {e} (set bad_data = 'drop' to skip malformed records)",
+                        lines[*i]
+                    )));
+                }
             }
         }
-        if good.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(concat_batches(&self.schema, &good)?))
+        Ok((decoded.batch.num_rows() > 0).then_some(decoded.batch))
     }
 }
 
@@ -197,26 +164,22 @@ impl Source for FileSource {
             let Some(mut open) = self.current.take() else {
                 return Ok(Poll::End);
             };
-            let mut chunk = Vec::with_capacity(64 * 1024);
+            let mut line = Vec::with_capacity(256);
+            let mut records = Records::with_capacity(self.batch_size, 64 * 1024);
             let mut lines = Vec::with_capacity(self.batch_size);
             let mut eof = false;
-            while lines.len() < self.batch_size {
-                let start = chunk.len();
-                match read_line(&mut open, &mut chunk) {
+            while records.len() < self.batch_size {
+                line.clear();
+                match read_line(&mut open, &mut line) {
                     Err(e) => return Err(self.error(e)),
                     Ok(false) => {
                         eof = true;
                         break;
                     }
+                    Ok(true) if line.iter().all(u8::is_ascii_whitespace) => {}
                     Ok(true) => {
-                        if chunk[start..].iter().all(u8::is_ascii_whitespace) {
-                            chunk.truncate(start);
-                        } else {
-                            if chunk.last() != Some(&b'\n') {
-                                chunk.push(b'\n');
-                            }
-                            lines.push((open.line, start, chunk.len()));
-                        }
+                        records.push(&line);
+                        lines.push(open.line);
                     }
                 }
             }
@@ -224,11 +187,11 @@ impl Source for FileSource {
             if !eof {
                 self.current = Some(open);
             }
-            if lines.is_empty() {
+            if records.is_empty() {
                 continue;
             }
-            if let Some(batch) = self.decode(&label, &chunk, &lines)? {
-                return Ok(Poll::Batch(batch));
+            if let Some(batch) = self.decode(&label, &records, &lines)? {
+                return Ok(Poll::Batch(0, batch));
             }
         }
     }
@@ -251,52 +214,6 @@ fn read_line(open: &mut OpenFile, buf: &mut Vec<u8>) -> std::result::Result<bool
     Ok(true)
 }
 
-/// Decodes complete records with Arrow's columnar JSON or CSV decoder.
-/// `rows` bounds the records in `bytes`, so one flush returns them all.
-fn decode_records(
-    format: FileFormat,
-    schema: &SchemaRef,
-    bytes: &[u8],
-    rows: usize,
-) -> Result<Option<RecordBatch>, String> {
-    let decoded = match format {
-        FileFormat::Json => arrow_json::ReaderBuilder::new(schema.clone())
-            .with_batch_size(rows.max(1))
-            .build_decoder()
-            .and_then(|mut decoder| {
-                feed(bytes, |b| decoder.decode(b))?;
-                decoder.flush()
-            }),
-        FileFormat::Csv { .. } => {
-            let mut decoder = arrow_csv::ReaderBuilder::new(schema.clone())
-                .with_header(false)
-                .with_batch_size(rows.max(1))
-                .build_decoder();
-            // The empty slice completes a final record without a newline.
-            feed(bytes, |b| decoder.decode(b))
-                .and_then(|()| decoder.decode(&[]))
-                .and_then(|_| decoder.flush())
-        }
-    };
-    decoded.map_err(|e| e.to_string())
-}
-
-/// Hands `bytes` to a push decoder until it has taken all of them (or
-/// stops taking any because its batch is full).
-fn feed(
-    mut bytes: &[u8],
-    mut decode: impl FnMut(&[u8]) -> Result<usize, arrow::error::ArrowError>,
-) -> Result<(), arrow::error::ArrowError> {
-    while !bytes.is_empty() {
-        let consumed = decode(bytes)?;
-        if consumed == 0 {
-            break;
-        }
-        bytes = &bytes[consumed..];
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -308,7 +225,7 @@ mod tests {
 
     fn source(
         contents: &str,
-        format: FileFormat,
+        format: Format,
         bad_data: BadData,
         batch_size: usize,
     ) -> (tempfile::TempDir, FileSource) {
@@ -332,7 +249,7 @@ mod tests {
         let mut out = Vec::new();
         loop {
             match source.poll()? {
-                Poll::Batch(b) => out.extend(
+                Poll::Batch(_, b) => out.extend(
                     b.column(0)
                         .as_primitive::<Int64Type>()
                         .values()
@@ -348,14 +265,14 @@ mod tests {
     #[test]
     fn json_lines_in_batches() {
         let text = "{\"id\": 1, \"name\": \"a\"}\n\n{\"id\": 2}\n{\"id\": 3, \"name\": \"c\"}";
-        let (_d, mut s) = source(text, FileFormat::Json, BadData::Fail, 2);
+        let (_d, mut s) = source(text, Format::Json, BadData::Fail, 2);
         assert_eq!(ids(&mut s).unwrap(), [1, 2, 3]);
     }
 
     #[test]
     fn malformed_json_fails_naming_the_line() {
         let text = "{\"id\": 1}\n{\"id\": 2}\n{\"id\": oops}\n{\"id\": 4}\n";
-        let (_d, mut s) = source(text, FileFormat::Json, BadData::Fail, 100);
+        let (_d, mut s) = source(text, Format::Json, BadData::Fail, 100);
         let err = ids(&mut s).unwrap_err().to_string();
         assert!(err.starts_with("stream 's': in.txt line 3: "), "{err}");
     }
@@ -364,7 +281,7 @@ mod tests {
     fn dropped_records_do_not_take_neighbours_with_them() {
         let text =
             "{\"id\": 1}\n{\"id\": \"x\"}\n{\"id\": 3}\n{\"name\": \"no id\"}\n{\"id\": 5}\n";
-        let (_d, mut s) = source(text, FileFormat::Json, BadData::Drop, 100);
+        let (_d, mut s) = source(text, Format::Json, BadData::Drop, 100);
         assert_eq!(ids(&mut s).unwrap(), [1, 3, 5]);
         assert_eq!(s.bad_rows(), 2);
     }
@@ -372,10 +289,10 @@ mod tests {
     #[test]
     fn csv_with_header_and_bad_row() {
         let text = "id,name\n1,a\nnope,b\n3,\n";
-        let (_d, mut s) = source(text, FileFormat::Csv { header: true }, BadData::Fail, 100);
+        let (_d, mut s) = source(text, Format::Csv { header: true }, BadData::Fail, 100);
         let err = ids(&mut s).unwrap_err().to_string();
         assert!(err.contains("in.txt line 3"), "{err}");
-        let (_d, mut s) = source(text, FileFormat::Csv { header: true }, BadData::Drop, 100);
+        let (_d, mut s) = source(text, Format::Csv { header: true }, BadData::Drop, 100);
         assert_eq!(ids(&mut s).unwrap(), [1, 3]);
     }
 }

@@ -23,8 +23,10 @@ pub(crate) const CONNECTORS: &[&str] = &["stocks", "file"];
 
 /// What a source yields when polled.
 pub(crate) enum Poll {
-    /// Rows, in the stream's schema (without the arrival-time column).
-    Batch(RecordBatch),
+    /// Rows of one partition of the source (0 for a source without
+    /// partitions), in the stream's schema (without the arrival-time
+    /// column). Each partition's rows are in its own order.
+    Batch(u32, RecordBatch),
     /// Nothing yet; poll again after at most this long.
     Idle(Duration),
     /// The source is bounded and has no more rows.
@@ -40,6 +42,17 @@ pub(crate) trait Source: Send {
     /// Rows skipped as malformed so far (under `bad_data = 'drop'`).
     fn bad_rows(&self) -> u64 {
         0
+    }
+
+    /// The partitions the source reads; each has its own watermark.
+    fn partitions(&self) -> &[u32] {
+        &[0]
+    }
+
+    /// A problem the source is retrying through (a broker outage, say),
+    /// while there is one.
+    fn health(&self) -> Option<String> {
+        None
     }
 }
 
@@ -181,6 +194,14 @@ impl StreamDef {
         }
     }
 
+    /// How long a partition may deliver nothing before it stops holding
+    /// the watermark back (sources with partitions only).
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        match &self.connector {
+            ConnectorConfig::Stocks(_) | ConnectorConfig::File(_) => None,
+        }
+    }
+
     /// The connector's name.
     pub fn connector_name(&self) -> &'static str {
         connector_name(&self.connector)
@@ -251,17 +272,19 @@ fn declared_schema(create: &CreateStream) -> Result<SchemaRef> {
     Ok(Arc::new(Schema::new(fields)))
 }
 
-/// Takes `bad_data`, shared by connectors that decode records.
-pub(crate) fn take_bad_data(options: &mut Options) -> Result<BadData> {
-    Ok(
-        match options
-            .take_choice("bad_data", &["fail", "drop"])?
-            .as_deref()
-        {
-            Some("drop") => BadData::Drop,
-            _ => BadData::Fail,
-        },
-    )
+/// Takes `bad_data`, shared by connectors that decode records; only some
+/// keep a dead-letter table.
+pub(crate) fn take_bad_data(options: &mut Options, dead_letter: bool) -> Result<BadData> {
+    let choices: &[&str] = if dead_letter {
+        &["fail", "drop", "dead_letter"]
+    } else {
+        &["fail", "drop"]
+    };
+    Ok(match options.take_choice("bad_data", choices)?.as_deref() {
+        Some("drop") => BadData::Drop,
+        Some("dead_letter") => BadData::DeadLetter,
+        _ => BadData::Fail,
+    })
 }
 
 /// What to do with a record that cannot be decoded.
@@ -271,4 +294,7 @@ pub(crate) enum BadData {
     Fail,
     /// Skip the record and count it.
     Drop,
+    /// Skip and count the record, and keep it in the stream's dead-letter
+    /// table.
+    DeadLetter,
 }

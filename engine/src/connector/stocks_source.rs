@@ -146,7 +146,7 @@ impl Source for StocksSource {
             self.batch_size
         };
         Ok(match self.generator.next_batch(max_rows) {
-            Some(batch) => Poll::Batch(batch),
+            Some(batch) => Poll::Batch(0, batch),
             None => Poll::End,
         })
     }

@@ -1,0 +1,562 @@
+//! Record formats: one record's bytes (a Kafka message value, a line of a
+//! file) to and from Arrow rows.
+//!
+//! Decoders take many records at a time and decode them with Arrow's
+//! columnar decoders in one pass. A record that does not decode costs only
+//! itself: the batch is bisected until every bad record is isolated, so its
+//! neighbours still decode together, and the caller learns which records
+//! were bad and why.
+
+pub(crate) mod avro;
+mod registry;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow::compute::concat_batches;
+use arrow::datatypes::{DataType, SchemaRef};
+use fibers_sql::Options;
+
+use crate::{Error, Result};
+
+pub(crate) use avro::AvroConfig;
+
+/// A record format, as chosen by a `format` option.
+#[derive(Debug, Clone)]
+pub(crate) enum Format {
+    /// One JSON object per record.
+    Json,
+    /// One CSV line per record (a file may start with a header line).
+    Csv {
+        /// Whether a file's first line is a header (files only).
+        header: bool,
+    },
+    /// The record's bytes as one `BYTEA` or `TEXT` column.
+    Raw,
+    /// Avro in the Confluent wire format, schemas from a registry.
+    Avro(AvroConfig),
+}
+
+impl Format {
+    /// The format's name as written in `format = '...'`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Csv { .. } => "csv",
+            Format::Raw => "raw",
+            Format::Avro(_) => "avro",
+        }
+    }
+
+    /// Takes `format` (required, one of `allowed`) and the options that
+    /// belong to it: `header` for CSV files, `schema_registry` (and
+    /// `subject` for writers) for Avro.
+    pub fn from_options(options: &mut Options, owner: &str, allowed: &[&str]) -> Result<Self> {
+        let format = options.take_choice("format", allowed)?.ok_or_else(|| {
+            Error::invalid(format!(
+                "{owner} requires option 'format'; expected one of: {}",
+                allowed.join(", ")
+            ))
+        })?;
+        let header = options.take_bool("header")?;
+        if header.is_some() && format != "csv" {
+            return Err(Error::invalid(
+                "option 'header' applies to format = 'csv' only",
+            ));
+        }
+        let avro = AvroConfig::from_options(options, format == "avro")?;
+        Ok(match format.as_str() {
+            "json" => Format::Json,
+            "csv" => Format::Csv {
+                header: header.unwrap_or(true),
+            },
+            "raw" => Format::Raw,
+            _ => Format::Avro(avro.ok_or_else(|| {
+                Error::invalid(format!(
+                    "format 'avro' of {owner} requires option 'schema_registry' (the registry's URL)"
+                ))
+            })?),
+        })
+    }
+
+    /// A decoder of records into rows of `schema`.
+    pub fn decoder(&self, schema: SchemaRef) -> Result<Box<dyn RecordDecoder>> {
+        Ok(match self {
+            Format::Json | Format::Csv { .. } => Box::new(TextDecoder {
+                csv: matches!(self, Format::Csv { .. }),
+                schema,
+            }),
+            Format::Raw => Box::new(RawDecoder::new(schema)?),
+            Format::Avro(config) => Box::new(avro::AvroDecoder::new(config, schema)?),
+        })
+    }
+
+    /// An encoder of rows of `schema` into one record each; `subject`
+    /// names the schema in a registry (Avro only).
+    pub fn encoder(&self, schema: SchemaRef, subject: &str) -> Result<Box<dyn RecordEncoder>> {
+        Ok(match self {
+            Format::Json => Box::new(JsonEncoder),
+            Format::Csv { .. } => Box::new(CsvEncoder),
+            Format::Raw => {
+                raw_column(&schema)?;
+                Box::new(RawEncoder)
+            }
+            Format::Avro(config) => Box::new(avro::AvroEncoder::new(config, schema, subject)?),
+        })
+    }
+}
+
+/// Records laid end to end in one buffer, each followed by a newline so a
+/// text decoder can take them all in one call.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Records {
+    data: Vec<u8>,
+    /// Where each record's bytes end (its newline excluded).
+    ends: Vec<usize>,
+}
+
+impl Records {
+    pub fn with_capacity(records: usize, bytes: usize) -> Self {
+        Records {
+            data: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(records),
+        }
+    }
+
+    /// Appends one record (a trailing newline of its own is dropped).
+    pub fn push(&mut self, record: &[u8]) {
+        let record = record.strip_suffix(b"\n").unwrap_or(record);
+        self.data.extend_from_slice(record);
+        self.ends.push(self.data.len());
+        self.data.push(b'\n');
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn byte_len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Record `i`, without its newline.
+    pub fn get(&self, i: usize) -> &[u8] {
+        &self.data[self.start(i)..self.ends[i]]
+    }
+
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] + 1 }
+    }
+
+    /// Records `range` with their newlines, as one buffer.
+    fn span(&self, range: Range<usize>) -> &[u8] {
+        if range.is_empty() {
+            return &[];
+        }
+        &self.data[self.start(range.start)..self.ends[range.end - 1] + 1]
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.ends.clear();
+    }
+}
+
+/// What a decoder made of some records.
+#[derive(Debug)]
+pub(crate) struct Decoded {
+    /// The rows of the records that decoded, in record order.
+    pub batch: RecordBatch,
+    /// The records that did not decode (index, error), in order.
+    pub bad: Vec<(usize, String)>,
+}
+
+impl Decoded {
+    /// Indices of the records that decoded, when some did not.
+    pub fn kept(&self, records: usize) -> Option<Vec<u32>> {
+        if self.bad.is_empty() {
+            return None;
+        }
+        let mut bad = self.bad.iter().map(|(i, _)| *i).peekable();
+        let mut kept = Vec::with_capacity(records - self.bad.len());
+        for i in 0..records {
+            if bad.peek() == Some(&i) {
+                bad.next();
+            } else {
+                kept.push(i as u32);
+            }
+        }
+        Some(kept)
+    }
+}
+
+/// Decodes records into Arrow rows.
+pub(crate) trait RecordDecoder: Send {
+    /// Decodes every record; each good record gives exactly one row.
+    fn decode(&mut self, records: &Records) -> Result<Decoded>;
+}
+
+/// Encodes Arrow rows into records.
+pub(crate) trait RecordEncoder: Send {
+    /// Appends one record per row of `batch` to `out`.
+    fn encode(&mut self, batch: &RecordBatch, out: &mut Records) -> Result<()>;
+}
+
+/// Decodes `records` with `decode_span`, which must decode a span of
+/// records to one row each or fail. A failing span is bisected until each
+/// bad record stands alone, so good records always decode.
+pub(crate) fn decode_isolating(
+    schema: &SchemaRef,
+    records: &Records,
+    mut decode_span: impl FnMut(Range<usize>) -> std::result::Result<RecordBatch, String>,
+) -> Result<Decoded> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    let mut pending = vec![0..records.len()];
+    while let Some(range) = pending.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        let outcome = decode_span(range.clone()).and_then(|batch| {
+            if batch.num_rows() == range.len() {
+                Ok(batch)
+            } else if range.len() == 1 {
+                Err(match batch.num_rows() {
+                    0 => "the record is empty".to_string(),
+                    n => format!("the record holds {n} values, expected one"),
+                })
+            } else {
+                Err(String::new())
+            }
+        });
+        match outcome {
+            Ok(batch) => good.push(batch),
+            Err(e) if range.len() == 1 => bad.push((range.start, e)),
+            Err(_) => {
+                let mid = range.start + range.len() / 2;
+                // Popped last-in first-out: the left half first, keeping
+                // rows in record order.
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
+            }
+        }
+    }
+    let batch = match good.len() {
+        0 => RecordBatch::new_empty(Arc::clone(schema)),
+        1 => good
+            .pop()
+            .unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))),
+        _ => concat_batches(schema, &good)?,
+    };
+    Ok(Decoded { batch, bad })
+}
+
+/// JSON and CSV, through arrow-json's and arrow-csv's push decoders.
+struct TextDecoder {
+    csv: bool,
+    schema: SchemaRef,
+}
+
+impl RecordDecoder for TextDecoder {
+    fn decode(&mut self, records: &Records) -> Result<Decoded> {
+        let (csv, schema) = (self.csv, Arc::clone(&self.schema));
+        decode_isolating(&self.schema, records, |range| {
+            decode_text(csv, &schema, records.span(range.clone()), range.len())
+        })
+    }
+}
+
+/// Decodes newline-separated JSON values or CSV lines; `rows` bounds the
+/// records in `bytes`, so one flush returns them all.
+fn decode_text(
+    csv: bool,
+    schema: &SchemaRef,
+    bytes: &[u8],
+    rows: usize,
+) -> std::result::Result<RecordBatch, String> {
+    // One more than expected, so a record holding two values shows.
+    let batch_size = rows + 1;
+    let decoded = if csv {
+        let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(schema))
+            .with_header(false)
+            .with_batch_size(batch_size)
+            .build_decoder();
+        feed(bytes, |b| decoder.decode(b))
+            .and_then(|()| decoder.decode(&[]))
+            .and_then(|_| decoder.flush())
+    } else {
+        arrow_json::ReaderBuilder::new(Arc::clone(schema))
+            .with_batch_size(batch_size)
+            .build_decoder()
+            .and_then(|mut decoder| {
+                feed(bytes, |b| decoder.decode(b))?;
+                decoder.flush()
+            })
+    };
+    match decoded {
+        Ok(Some(batch)) => Ok(batch),
+        Ok(None) => Ok(RecordBatch::new_empty(Arc::clone(schema))),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Hands `bytes` to a push decoder until it has taken all of them (or
+/// stops taking any because its batch is full).
+fn feed(
+    mut bytes: &[u8],
+    mut decode: impl FnMut(&[u8]) -> std::result::Result<usize, arrow::error::ArrowError>,
+) -> std::result::Result<(), arrow::error::ArrowError> {
+    while !bytes.is_empty() {
+        let consumed = decode(bytes)?;
+        if consumed == 0 {
+            break;
+        }
+        bytes = &bytes[consumed..];
+    }
+    Ok(())
+}
+
+/// The one column of a raw stream or sink: its type decides whether
+/// values are text (checked to be UTF-8) or bytes.
+fn raw_column(schema: &SchemaRef) -> Result<bool> {
+    match schema.fields().as_ref() {
+        [field] => match field.data_type() {
+            DataType::Utf8 => Ok(true),
+            DataType::Binary => Ok(false),
+            other => Err(Error::invalid(format!(
+                "format 'raw' needs its column '{}' to be TEXT or BYTEA, not {other}",
+                field.name()
+            ))),
+        },
+        fields => Err(Error::invalid(format!(
+            "format 'raw' carries one value column (TEXT or BYTEA), but {} are declared",
+            fields.len()
+        ))),
+    }
+}
+
+/// The `raw` format: each record is one value.
+struct RawDecoder {
+    schema: SchemaRef,
+    text: bool,
+}
+
+impl RawDecoder {
+    fn new(schema: SchemaRef) -> Result<Self> {
+        let text = raw_column(&schema)?;
+        Ok(RawDecoder { schema, text })
+    }
+}
+
+impl RecordDecoder for RawDecoder {
+    fn decode(&mut self, records: &Records) -> Result<Decoded> {
+        let mut bad = Vec::new();
+        let column: ArrayRef = if self.text {
+            let mut values = Vec::with_capacity(records.len());
+            for (i, record) in records.iter().enumerate() {
+                match std::str::from_utf8(record) {
+                    Ok(s) => values.push(s),
+                    Err(e) => bad.push((i, format!("the record is not UTF-8 text: {e}"))),
+                }
+            }
+            Arc::new(StringArray::from(values))
+        } else {
+            Arc::new(BinaryArray::from_iter_values(records.iter()))
+        };
+        let batch = RecordBatch::try_new(Arc::clone(&self.schema), vec![column])?;
+        Ok(Decoded { batch, bad })
+    }
+}
+
+struct RawEncoder;
+
+impl RecordEncoder for RawEncoder {
+    fn encode(&mut self, batch: &RecordBatch, out: &mut Records) -> Result<()> {
+        let column = batch.column(0);
+        if let Some(text) = column.as_any().downcast_ref::<StringArray>() {
+            for value in text {
+                out.push(value.unwrap_or_default().as_bytes());
+            }
+        } else if let Some(bytes) = column.as_any().downcast_ref::<BinaryArray>() {
+            for value in bytes {
+                out.push(value.unwrap_or_default());
+            }
+        } else {
+            return Err(Error::invalid(format!(
+                "format 'raw' cannot write a column of type {}",
+                column.data_type()
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One JSON object per row, NULLs written out.
+struct JsonEncoder;
+
+impl RecordEncoder for JsonEncoder {
+    fn encode(&mut self, batch: &RecordBatch, out: &mut Records) -> Result<()> {
+        let mut lines = Vec::with_capacity(batch.num_rows() * 64);
+        let mut writer = arrow_json::WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, arrow_json::writer::LineDelimited>(&mut lines);
+        writer.write(batch)?;
+        writer.finish()?;
+        drop(writer);
+        // A JSON line holds no raw newline: strings escape theirs.
+        for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(line);
+        }
+        Ok(())
+    }
+}
+
+/// One CSV line per row, without a header.
+struct CsvEncoder;
+
+impl RecordEncoder for CsvEncoder {
+    fn encode(&mut self, batch: &RecordBatch, out: &mut Records) -> Result<()> {
+        let mut text = Vec::with_capacity(batch.num_rows() * 48);
+        let mut writer = arrow_csv::WriterBuilder::new()
+            .with_header(false)
+            .build(&mut text);
+        writer.write(batch)?;
+        drop(writer);
+        // Quoted fields may hold newlines: a record ends at a newline
+        // outside quotes.
+        let mut quoted = false;
+        let mut start = 0;
+        for (i, &b) in text.iter().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b'\n' if !quoted => {
+                    let line = &text[start..i];
+                    out.push(line.strip_suffix(b"\r").unwrap_or(line));
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::{Field, Int64Type, Schema};
+
+    use super::*;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("name", DataType::Utf8, true),
+        ]))
+    }
+
+    fn records(items: &[&str]) -> Records {
+        let mut r = Records::default();
+        for item in items {
+            r.push(item.as_bytes());
+        }
+        r
+    }
+
+    fn ids(batch: &RecordBatch) -> Vec<i64> {
+        batch
+            .column(0)
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec()
+    }
+
+    #[test]
+    fn records_keep_their_bytes() {
+        let r = records(&["a", "", "bc\n"]);
+        assert_eq!(r.len(), 3);
+        assert_eq!(r.get(0), b"a");
+        assert_eq!(r.get(1), b"");
+        assert_eq!(r.get(2), b"bc");
+        assert_eq!(r.span(1..3), b"\nbc\n");
+    }
+
+    #[test]
+    fn json_bad_records_are_isolated() {
+        let r = records(&[
+            r#"{"id": 1, "name": "a"}"#,
+            r#"{"id": "x"}"#,
+            r#"{"id": 3}"#,
+            r#"{"id": 4} {"id": 5}"#,
+            r#"{"id": 6, "name": "unterminated"#,
+            r#"{"id": 7}"#,
+            "",
+        ]);
+        let decoded = Format::Json.decoder(schema()).unwrap().decode(&r).unwrap();
+        assert_eq!(ids(&decoded.batch), [1, 3, 7]);
+        let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, [1, 3, 4, 6]);
+        assert!(decoded.bad[1].1.contains("2 values"), "{:?}", decoded.bad);
+        assert_eq!(decoded.kept(r.len()), Some(vec![0, 2, 5]));
+    }
+
+    #[test]
+    fn csv_decodes_lines() {
+        let r = records(&["1,a", "2,", "x,b", "4,\"d\ne\""]);
+        let format = Format::Csv { header: false };
+        let decoded = format.decoder(schema()).unwrap().decode(&r).unwrap();
+        assert_eq!(ids(&decoded.batch), [1, 2, 4]);
+        assert_eq!(decoded.bad.len(), 1);
+        assert_eq!(decoded.batch.column(1).as_string::<i32>().value(2), "d\ne");
+    }
+
+    #[test]
+    fn raw_text_rejects_invalid_utf8() {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, true)]));
+        let mut r = records(&["hello"]);
+        r.push(&[0xff, 0xfe]);
+        let decoded = Format::Raw.decoder(schema).unwrap().decode(&r).unwrap();
+        assert_eq!(decoded.batch.num_rows(), 1);
+        assert_eq!(decoded.bad[0].0, 1);
+        let err = Format::Raw
+            .decoder(self::schema())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("one value column"), "{err}");
+    }
+
+    #[test]
+    fn json_and_csv_round_trip() {
+        let batch = RecordBatch::try_new(
+            schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![1, 2])),
+                Arc::new(StringArray::from(vec![Some("line\nbreak, \"q\""), None])),
+            ],
+        )
+        .unwrap();
+        for format in [Format::Json, Format::Csv { header: false }] {
+            let mut out = Records::default();
+            format
+                .encoder(schema(), "t")
+                .unwrap()
+                .encode(&batch, &mut out)
+                .unwrap();
+            assert_eq!(out.len(), 2, "{}", format.name());
+            let decoded = format.decoder(schema()).unwrap().decode(&out).unwrap();
+            assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
+            assert_eq!(decoded.batch, batch, "{}", format.name());
+        }
+    }
+}
