@@ -344,3 +344,6 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod mock_tests;
