@@ -109,7 +109,7 @@ fn reads_every_partition_to_the_end_with_metadata() {
     assert_eq!(source.partitions(), [0, 1, 2]);
     rows.sort_unstable();
     let expected: Vec<(i32, i64, i64)> = (0..30)
-        .map(|i| ((i % 3) as i32, (i / 3) as i64, i as i64))
+        .map(|i: i32| (i % 3, i64::from(i / 3), i64::from(i)))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
