@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -217,8 +218,17 @@ pub(crate) async fn ad_hoc(
         } else if let Some(table) = dead_letters {
             table.register(&ctx, name).await?;
         } else if let Some(stream) = streams.get(name) {
-            let table = read_bounded(stream, batch_size).await?;
-            ctx.register_table(name, Arc::new(table))?;
+            let table: Arc<dyn TableProvider> = match stream.kafka() {
+                // Read as the query consumes it, filters narrowing the read.
+                Some(config) if !stream.arrival_time => Arc::new(kafka::KafkaTable::new(
+                    &stream.name,
+                    config,
+                    Arc::clone(&stream.schema),
+                    batch_size,
+                )),
+                _ => Arc::new(read_bounded(stream, batch_size).await?),
+            };
+            ctx.register_table(name, table)?;
         }
     }
     let plan = ctx.state().statement_to_plan(statement).await?;

@@ -326,3 +326,27 @@ fn a_broker_outage_is_retried_without_losing_or_repeating_rows() {
     assert_eq!(ids, [1, 2, 3, 4]);
     assert_eq!(source.health(), None);
 }
+
+#[test]
+fn scan_bounds_skip_partitions_and_offsets() {
+    let cluster = cluster("scan", 3);
+    let brokers = cluster.bootstrap_servers();
+    let messages: Vec<(i32, String)> = (0..30)
+        .map(|i| (i % 3, format!("{{\"id\": {i}}}")))
+        .collect();
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "scan", &refs);
+    let bounds = super::scan::ScanBounds {
+        partitions: Some([1].into()),
+        min_offset: Some(5),
+        end_offset: Some(8),
+        min_timestamp_ms: None,
+    };
+    let config = config(&brokers, "scan", BadData::Fail);
+    let mut source = KafkaSource::new("s", &config, schema(), 100, None)
+        .expect("source")
+        .with_bounds(bounds);
+    let rows = read_all(&mut source).expect("rows");
+    // Partition 1 holds ids 1, 4, 7, ... at offsets 0, 1, 2, ...
+    assert_eq!(rows, [(1, 5, 16), (1, 6, 19), (1, 7, 22)]);
+}

@@ -8,6 +8,7 @@
 
 mod admin;
 mod dead_letter;
+mod scan;
 mod sink;
 mod source;
 
@@ -24,6 +25,7 @@ use crate::{Error, Result};
 
 pub(crate) use admin::{describe_topic, show_topics};
 pub(crate) use dead_letter::{DEAD_LETTER_SUFFIX, DeadLetterTable};
+pub(crate) use scan::KafkaTable;
 pub(crate) use sink::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS, publish};
 pub(crate) use source::KafkaSource;
 

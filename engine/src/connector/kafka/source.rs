@@ -16,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::scan::ScanBounds;
 use super::{
     DeadLetterTable, KafkaConfig, MetadataColumn, MetadataKind, REQUEST_TIMEOUT, StartOffset,
     kafka_error, split_schema,
@@ -62,7 +63,11 @@ pub(crate) struct KafkaSource {
     metadata: Vec<MetadataColumn>,
     keep_keys: bool,
     batch_size: usize,
-    /// Partitions assigned, in order; empty until the topic is reached.
+    /// Whether the partitions are assigned (the brokers were reached).
+    connected: bool,
+    /// What an ad-hoc scan's filters let it skip.
+    bounds: ScanBounds,
+    /// Partitions assigned, in order.
     partitions: Vec<u32>,
     /// The next offset to read, per partition.
     positions: BTreeMap<i32, i64>,
@@ -109,6 +114,8 @@ impl KafkaSource {
             schema,
             metadata,
             batch_size: batch_size.max(1),
+            connected: false,
+            bounds: ScanBounds::default(),
             partitions: Vec::new(),
             positions: BTreeMap::new(),
             end_offsets: None,
@@ -126,6 +133,12 @@ impl KafkaSource {
         })
     }
 
+    /// Limits the read to what an ad-hoc scan's filters allow.
+    pub fn with_bounds(mut self, bounds: ScanBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
     fn error(&self, message: String) -> Error {
         Error::Source {
             stream: self.stream.clone(),
@@ -139,7 +152,12 @@ impl KafkaSource {
     /// answer that the topic cannot be read.
     fn connect(&mut self) -> Result<bool> {
         let partitions = match topic_partitions(&self.consumer, &self.config.topic) {
-            Ok(p) => p,
+            Ok(mut p) => {
+                if let Some(only) = &self.bounds.partitions {
+                    p.retain(|p| only.contains(p));
+                }
+                p
+            }
             Err(TopicError::Unreachable(e)) => {
                 self.retry_later(format!(
                     "cannot reach Kafka at '{}': {e}; retrying",
@@ -179,7 +197,14 @@ impl KafkaSource {
             starts.insert(p, start);
             ends.insert(p, high);
         }
-        if let StartOffset::Timestamp(ms) = self.config.start {
+        let from_time = match (self.config.start, self.bounds.min_timestamp_ms) {
+            (StartOffset::Timestamp(a), Some(b)) => Some(a.max(b)),
+            (StartOffset::Timestamp(a), None) => Some(a),
+            (_, b) => b,
+        };
+        if let Some(ms) = from_time
+            && !partitions.is_empty()
+        {
             let mut query = TopicPartitionList::new();
             for &p in &partitions {
                 query
@@ -194,7 +219,8 @@ impl KafkaSource {
                             // No message at or after the time: start at the end.
                             _ => ends.get(&element.partition()).copied().unwrap_or(0),
                         };
-                        starts.insert(element.partition(), start);
+                        let current = starts.entry(element.partition()).or_insert(start);
+                        *current = (*current).max(start);
                     }
                 }
                 Err(e) => {
@@ -202,6 +228,12 @@ impl KafkaSource {
                     return Ok(false);
                 }
             }
+        }
+        if let Some(min) = self.bounds.min_offset {
+            starts.values_mut().for_each(|s| *s = (*s).max(min));
+        }
+        if let Some(end) = self.bounds.end_offset {
+            ends.values_mut().for_each(|e| *e = (*e).min(end));
         }
         let mut assignment = TopicPartitionList::new();
         for (&p, &start) in &starts {
@@ -212,6 +244,7 @@ impl KafkaSource {
         self.consumer
             .assign(&assignment)
             .map_err(|e| self.error(format!("cannot assign partitions: {e}")))?;
+        self.connected = true;
         self.partitions = partitions.iter().map(|&p| p as u32).collect();
         self.positions = starts;
         if self.config.end_at_latest {
@@ -313,6 +346,13 @@ impl KafkaSource {
             };
             let partition = message.partition();
             let offset = message.offset();
+            self.positions.insert(partition, offset + 1);
+            // A bounded read fetches past its end: leave those be.
+            if let Some(ends) = &self.end_offsets
+                && ends.get(&partition).is_none_or(|&end| offset >= end)
+            {
+                continue;
+            }
             let buffer = self.buffers.entry(partition).or_default();
             buffer.values.push(message.payload().unwrap_or_default());
             buffer.offsets.push(offset);
@@ -320,7 +360,6 @@ impl KafkaSource {
             if self.keep_keys {
                 buffer.keys.push(message.key().map(<[u8]>::to_vec));
             }
-            self.positions.insert(partition, offset + 1);
             self.buffered += 1;
             received += 1;
             if received % 256 == 0 && started.elapsed() >= LINGER {
@@ -511,7 +550,7 @@ impl Source for KafkaSource {
             if let Some(e) = self.failure.take() {
                 return Err(e);
             }
-            if self.partitions.is_empty() {
+            if !self.connected {
                 let now = Instant::now();
                 if now < self.next_attempt {
                     return Ok(Poll::Idle(self.next_attempt - now));
