@@ -189,7 +189,7 @@ fn consume_only(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<Mea
     while count < messages && Instant::now() < deadline {
         if let Some(message) = consumer.poll(Duration::from_millis(100)) {
             let message = message?;
-            bytes += rdkafka::Message::payload_len(&message) as u64;
+            bytes += message.payload_len() as u64;
             count += 1;
         }
     }

@@ -178,7 +178,7 @@ impl Source for FileSource {
                     }
                     Ok(true) if line.iter().all(u8::is_ascii_whitespace) => {}
                     Ok(true) => {
-                        records.push(&line);
+                        records.push(line.strip_suffix(b"\n").unwrap_or(&line));
                         lines.push(open.line);
                     }
                 }

@@ -480,7 +480,7 @@ mod tests {
     pub(super) fn records(items: &[Vec<u8>]) -> Records {
         let mut r = Records::default();
         for item in items {
-            r.push_bytes(item);
+            r.push(item);
         }
         r
     }

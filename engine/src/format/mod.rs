@@ -114,15 +114,9 @@ impl Records {
         }
     }
 
-    /// Appends one record (a trailing newline of its own is dropped).
+    /// Appends one record exactly as given (a last byte 0x0A of a binary
+    /// record is data, not a line end).
     pub fn push(&mut self, record: &[u8]) {
-        let record = record.strip_suffix(b"\n").unwrap_or(record);
-        self.push_bytes(record);
-    }
-
-    /// Appends one record exactly as given: for binary records (Avro),
-    /// where a last byte 0x0A is data, not a line end.
-    pub fn push_bytes(&mut self, record: &[u8]) {
         self.data.extend_from_slice(record);
         self.ends.push(self.data.len());
         self.data.push(b'\n');
@@ -479,8 +473,8 @@ mod tests {
         assert_eq!(r.len(), 3);
         assert_eq!(r.get(0), b"a");
         assert_eq!(r.get(1), b"");
-        assert_eq!(r.get(2), b"bc");
-        assert_eq!(r.span(1..3), b"\nbc\n");
+        assert_eq!(r.get(2), b"bc\n");
+        assert_eq!(r.span(0..2), b"a\n\n");
     }
 
     #[test]

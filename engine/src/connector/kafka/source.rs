@@ -22,7 +22,7 @@ use super::{
     kafka_error, split_schema,
 };
 use crate::connector::{BadData, Poll, Source};
-use crate::format::{RecordDecoder, Records};
+use crate::format::{Format, RecordDecoder, Records};
 use crate::{Error, Result};
 
 /// How long one poll gathers messages before decoding what it has, so a
@@ -62,6 +62,8 @@ pub(crate) struct KafkaSource {
     schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
     keep_keys: bool,
+    /// JSON or CSV: line ends around a value are not part of it.
+    text_format: bool,
     batch_size: usize,
     /// Whether the partitions are assigned (the brokers were reached).
     connected: bool,
@@ -111,6 +113,7 @@ impl KafkaSource {
             consumer,
             decoder,
             keep_keys: metadata.iter().any(|m| m.kind == MetadataKind::Key),
+            text_format: matches!(config.format, Format::Json | Format::Csv { .. }),
             schema,
             metadata,
             batch_size: batch_size.max(1),
@@ -354,7 +357,13 @@ impl KafkaSource {
                 continue;
             }
             let buffer = self.buffers.entry(partition).or_default();
-            buffer.values.push(message.payload().unwrap_or_default());
+            let value = message.payload().unwrap_or_default();
+            buffer.values.push(if self.text_format {
+                // A producer's line end is not part of a JSON or CSV record.
+                trim_line_end(value)
+            } else {
+                value
+            });
             buffer.offsets.push(offset);
             buffer.timestamps.push(message.timestamp().to_millis());
             if self.keep_keys {
@@ -598,6 +607,11 @@ impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.commit_group();
     }
+}
+
+fn trim_line_end(value: &[u8]) -> &[u8] {
+    let value = value.strip_suffix(b"\n").unwrap_or(value);
+    value.strip_suffix(b"\r").unwrap_or(value)
 }
 
 /// Why a topic's partitions could not be listed.

@@ -88,7 +88,7 @@ impl RecordEncoder for AvroEncoder {
             ))
         })?;
         for row in self.encoder.flush().iter() {
-            out.push_bytes(&row);
+            out.push(&row);
         }
         Ok(())
     }
