@@ -14,5 +14,5 @@ mod model;
 mod store;
 
 pub use error::{Error, Result};
-pub use model::{Definition, JobRecord, JobStatus, ObjectKind};
+pub use model::{Definition, JobCounters, JobRecord, JobStatus, ObjectKind};
 pub use store::Catalog;

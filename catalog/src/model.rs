@@ -129,4 +129,19 @@ pub struct JobRecord {
     /// windowed results are committed to its archive; a resumed job does not
     /// emit windows that end at or before it again.
     pub committed_watermark: Option<i64>,
+    /// The job's counters as of its last update (of its latest run).
+    pub counters: JobCounters,
+}
+
+/// Rows a job has read, written, found late and found malformed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobCounters {
+    /// Rows read from the source.
+    pub input_rows: u64,
+    /// Rows the job emitted.
+    pub output_rows: u64,
+    /// Rows dropped as late.
+    pub late_rows: u64,
+    /// Records that did not decode.
+    pub bad_rows: u64,
 }

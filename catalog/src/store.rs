@@ -3,7 +3,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::{Definition, Error, JobRecord, JobStatus, ObjectKind, Result};
+use crate::{Definition, Error, JobCounters, JobRecord, JobStatus, ObjectKind, Result};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS objects (
@@ -24,9 +24,17 @@ CREATE TABLE IF NOT EXISTS jobs (
     status              TEXT NOT NULL,
     error               TEXT,
     committed_watermark INTEGER,
-    updated_at          TEXT NOT NULL
+    updated_at          TEXT NOT NULL,
+    input_rows          INTEGER NOT NULL DEFAULT 0,
+    output_rows         INTEGER NOT NULL DEFAULT 0,
+    late_rows           INTEGER NOT NULL DEFAULT 0,
+    bad_rows            INTEGER NOT NULL DEFAULT 0
 );
 ";
+
+/// Columns added to `jobs` after its first release, added to older
+/// catalogs when they are opened.
+const JOB_COUNTER_COLUMNS: &[&str] = &["input_rows", "output_rows", "late_rows", "bad_rows"];
 
 /// The catalog of one data dir.
 ///
@@ -75,6 +83,7 @@ impl Catalog {
             conn.pragma_update(None, "journal_mode", "WAL")
                 .and_then(|_| conn.pragma_update(None, "foreign_keys", "ON"))
                 .and_then(|_| conn.execute_batch(SCHEMA))
+                .and_then(|_| add_missing_columns(&conn))
                 .map_err(|e| catalog.store_error(e))?;
         }
         Ok(catalog)
@@ -244,15 +253,25 @@ impl Catalog {
     /// The persisted state of the job of view or sink `name`.
     pub fn job(&self, name: &str) -> Result<Option<JobRecord>> {
         let conn = self.lock();
-        let row: Option<(String, Option<String>, Option<i64>)> = conn
+        type Row = (String, Option<String>, Option<i64>, JobCounters);
+        let row: Option<Row> = conn
             .query_row(
-                "SELECT status, error, committed_watermark FROM jobs WHERE name = ?1",
+                "SELECT status, error, committed_watermark, input_rows, output_rows, late_rows, bad_rows
+                 FROM jobs WHERE name = ?1",
                 params![name],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| {
+                    let counters = JobCounters {
+                        input_rows: r.get::<_, i64>(3)?.max(0) as u64,
+                        output_rows: r.get::<_, i64>(4)?.max(0) as u64,
+                        late_rows: r.get::<_, i64>(5)?.max(0) as u64,
+                        bad_rows: r.get::<_, i64>(6)?.max(0) as u64,
+                    };
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, counters))
+                },
             )
             .optional()
             .map_err(|e| self.store_error(e))?;
-        row.map(|(status, error, committed_watermark)| {
+        row.map(|(status, error, committed_watermark, counters)| {
             let status = status
                 .parse::<JobStatus>()
                 .map_err(|reason| Error::Corrupt {
@@ -264,6 +283,7 @@ impl Catalog {
                 status,
                 error,
                 committed_watermark,
+                counters,
             })
         })
         .transpose()
@@ -273,21 +293,48 @@ impl Catalog {
     pub fn put_job(&self, job: &JobRecord) -> Result<()> {
         let conn = self.lock();
         conn.execute(
-            "INSERT INTO jobs (name, status, error, committed_watermark, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)
+            "INSERT INTO jobs (name, status, error, committed_watermark, updated_at,
+                               input_rows, output_rows, late_rows, bad_rows)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
              ON CONFLICT(name) DO UPDATE SET status = excluded.status, error = excluded.error,
-                 committed_watermark = excluded.committed_watermark, updated_at = excluded.updated_at",
+                 committed_watermark = excluded.committed_watermark, updated_at = excluded.updated_at,
+                 input_rows = excluded.input_rows, output_rows = excluded.output_rows,
+                 late_rows = excluded.late_rows, bad_rows = excluded.bad_rows",
             params![
                 job.name,
                 job.status.as_str(),
                 job.error,
                 job.committed_watermark,
-                now_rfc3339()
+                now_rfc3339(),
+                saturating_i64(job.counters.input_rows),
+                saturating_i64(job.counters.output_rows),
+                saturating_i64(job.counters.late_rows),
+                saturating_i64(job.counters.bad_rows),
             ],
         )
         .map_err(|e| self.store_error(e))?;
         Ok(())
     }
+}
+
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Brings a catalog written by an older version up to the current schema.
+fn add_missing_columns(conn: &Connection) -> rusqlite::Result<()> {
+    let mut statement = conn.prepare("SELECT name FROM pragma_table_info('jobs')")?;
+    let existing: Vec<String> = statement
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    for column in JOB_COUNTER_COLUMNS {
+        if !existing.iter().any(|c| c == column) {
+            conn.execute_batch(&format!(
+                "ALTER TABLE jobs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0"
+            ))?;
+        }
+    }
+    Ok(())
 }
 
 fn parse_kind(name: &str, kind: &str) -> Result<ObjectKind> {
@@ -363,6 +410,36 @@ mod tests {
     }
 
     #[test]
+    fn catalogs_of_older_versions_gain_the_job_counters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(&SCHEMA.replace(
+                "updated_at          TEXT NOT NULL,
+    input_rows          INTEGER NOT NULL DEFAULT 0,
+    output_rows         INTEGER NOT NULL DEFAULT 0,
+    late_rows           INTEGER NOT NULL DEFAULT 0,
+    bad_rows            INTEGER NOT NULL DEFAULT 0",
+                "updated_at          TEXT NOT NULL",
+            ))
+            .unwrap();
+            conn.execute_batch(
+                "INSERT INTO objects (name, kind, sql, created_at) VALUES ('v', 'view', 'x', 'now');
+                 INSERT INTO jobs (name, status, updated_at) VALUES ('v', 'finished', 'now');",
+            )
+            .unwrap();
+        }
+        let c = Catalog::open(&path).unwrap();
+        let job = c.job("v").unwrap().unwrap();
+        assert_eq!(job.counters, JobCounters::default());
+        let mut job = job;
+        job.counters.bad_rows = 4;
+        c.put_job(&job).unwrap();
+        assert_eq!(c.job("v").unwrap().unwrap().counters.bad_rows, 4);
+    }
+
+    #[test]
     fn job_records_round_trip_and_go_with_their_object() {
         let c = Catalog::open_in_memory().unwrap();
         c.create(&def("vwap", ObjectKind::View, &[])).unwrap();
@@ -372,6 +449,12 @@ mod tests {
             status: JobStatus::Running,
             error: None,
             committed_watermark: Some(42),
+            counters: JobCounters {
+                input_rows: 10,
+                output_rows: 2,
+                late_rows: 1,
+                bad_rows: 3,
+            },
         };
         c.put_job(&job).unwrap();
         job.status = JobStatus::Failed;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use arrow::array::TimestampNanosecondArray;
 use arrow::record_batch::RecordBatch;
-use fibers_catalog::{Catalog, JobRecord, JobStatus};
+use fibers_catalog::{Catalog, JobCounters, JobRecord, JobStatus};
 use fibers_sql::ContinuousQuery;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -41,6 +41,16 @@ impl JobMetrics {
             && *current != health
         {
             *current = health;
+        }
+    }
+
+    /// The counters as they stand.
+    pub fn counters(&self) -> JobCounters {
+        JobCounters {
+            input_rows: self.input_rows.load(Ordering::Relaxed),
+            output_rows: self.output_rows.load(Ordering::Relaxed),
+            late_rows: self.late_rows.load(Ordering::Relaxed),
+            bad_rows: self.bad_rows.load(Ordering::Relaxed),
         }
     }
 
@@ -173,6 +183,7 @@ async fn run(
             _ => None,
         },
         committed_watermark: committed,
+        counters: metrics.counters(),
     };
     if let Err(e) = catalog.put_job(&record) {
         tracing::error!("job '{name}': cannot record its state: {e}");
@@ -205,6 +216,7 @@ async fn run_job(
         status: JobStatus::Running,
         error: None,
         committed_watermark: committed,
+        counters: metrics.counters(),
     };
     spec.catalog
         .put_job(&record)
@@ -319,6 +331,7 @@ async fn commit(
             status: JobStatus::Running,
             error: None,
             committed_watermark: *committed,
+            counters: metrics.counters(),
         })?;
     }
     Ok(())

@@ -131,8 +131,14 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                         .as_ref()
                         .map_or("stopped".into(), |r| r.status.to_string()),
                 );
-                for c in &mut counters {
-                    c.push(0);
+                let saved = record.as_ref().map(|r| r.counters).unwrap_or_default();
+                for (c, value) in counters.iter_mut().zip([
+                    saved.input_rows,
+                    saved.output_rows,
+                    saved.late_rows,
+                    saved.bad_rows,
+                ]) {
+                    c.push(value);
                 }
                 errors.push(record.and_then(|r| r.error).unwrap_or_default());
             }

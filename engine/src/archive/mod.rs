@@ -168,7 +168,7 @@ impl ArchiveConfig {
                     .kafka
                     .as_ref()
                     .ok_or_else(|| Error::invalid("a Kafka sink without settings"))?;
-                Box::new(KafkaWriter::new(config, archive_schema(schema))?)
+                Box::new(KafkaWriter::new(config, archive_schema(schema)))
             }
         };
         Ok(Archive {

@@ -252,16 +252,21 @@ fn schema_without(schema: &SchemaRef, name: &str) -> SchemaRef {
 }
 
 /// A Kafka sink's writer: each commit produces its rows and waits for
-/// them to be acknowledged.
+/// them to be acknowledged. The producer is made on the first commit, on a
+/// blocking thread (an Avro sink registers its schema then).
 pub(crate) struct KafkaWriter {
-    publisher: Arc<Mutex<Publisher>>,
+    config: KafkaSinkConfig,
+    schema: SchemaRef,
+    publisher: Arc<Mutex<Option<Publisher>>>,
 }
 
 impl KafkaWriter {
-    pub fn new(config: &KafkaSinkConfig, schema: SchemaRef) -> Result<Self> {
-        Ok(KafkaWriter {
-            publisher: Arc::new(Mutex::new(Publisher::new(config, schema)?)),
-        })
+    pub fn new(config: &KafkaSinkConfig, schema: SchemaRef) -> Self {
+        KafkaWriter {
+            config: config.clone(),
+            schema,
+            publisher: Arc::new(Mutex::new(None)),
+        }
     }
 }
 
@@ -269,11 +274,18 @@ impl KafkaWriter {
 impl TableWriter for KafkaWriter {
     async fn write(&mut self, _schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
         let publisher = Arc::clone(&self.publisher);
+        let (config, schema) = (self.config.clone(), Arc::clone(&self.schema));
         tokio::task::spawn_blocking(move || {
             let mut publisher = publisher
                 .lock()
                 .map_err(|_| Error::invalid("the Kafka producer failed earlier"))?;
-            publisher.publish(&batches).map(|_| ())
+            if publisher.is_none() {
+                *publisher = Some(Publisher::new(&config, schema)?);
+            }
+            match publisher.as_mut() {
+                Some(p) => p.publish(&batches).map(|_| ()),
+                None => Err(Error::invalid("no Kafka producer")),
+            }
         })
         .await
         .map_err(|e| Error::invalid(format!("producing to Kafka failed: {e}")))?
