@@ -22,6 +22,11 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use fibers_engine::{QueryRunner, StocksConfig, StocksGenerator, default_symbols};
 
+#[path = "support.rs"]
+mod support;
+
+use support::{cpu_time, peak_rss_kib};
+
 const BATCH_ROWS: usize = 8192;
 const RUNS: usize = 3;
 
@@ -44,28 +49,6 @@ fn generator() -> StocksGenerator {
         start_nanos: 1_735_828_200_000_000_000,
         limit: None,
     })
-}
-
-fn cpu_time() -> Duration {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        })
-        .unwrap_or(0)
 }
 
 struct Measurement {

@@ -13,8 +13,8 @@ use fibers_sql::{
 };
 use tokio::sync::Mutex;
 
-use crate::archive::{self, ArchiveConfig};
-use crate::connector::StreamDef;
+use crate::archive::ArchiveConfig;
+use crate::connector::{StreamDef, kafka};
 use crate::job::{JobHandle, JobSpec};
 use crate::plan::InputTable;
 use crate::{Error, Result, StatementResult, query};
@@ -188,9 +188,21 @@ impl Engine {
                 let objects = self.objects.lock().await;
                 query::describe(name, &objects)
             }
-            Statement::ShowTopics { .. }
-            | Statement::DescribeTopic { .. }
-            | Statement::Insert(_) => Err(Error::invalid("Kafka topics are not supported yet")),
+            Statement::ShowTopics { brokers } => {
+                let (brokers, properties) = self.kafka_cluster(brokers.as_deref()).await?;
+                kafka::show_topics(brokers, properties).await
+            }
+            Statement::DescribeTopic { topic, brokers } => {
+                let (brokers, properties) = self.kafka_cluster(brokers.as_deref()).await?;
+                kafka::describe_topic(brokers, properties, topic.clone()).await
+            }
+            Statement::Insert(statement) => {
+                let (streams, outputs) = {
+                    let objects = self.objects.lock().await;
+                    (objects.streams.clone(), objects.outputs.clone())
+                };
+                query::insert(statement, &streams, &outputs, self.config.batch_size).await
+            }
             Statement::Query(statement) => {
                 self.wait_for_bounded_jobs().await;
                 let (streams, outputs) = {
@@ -199,6 +211,39 @@ impl Engine {
                 };
                 query::ad_hoc(statement, &streams, &outputs, self.config.batch_size).await
             }
+        }
+    }
+
+    /// The brokers a topic statement talks to: those named, or else the
+    /// ones every Kafka stream uses (with that stream's client
+    /// properties, security settings included).
+    async fn kafka_cluster(
+        &self,
+        brokers: Option<&str>,
+    ) -> Result<(String, Vec<(String, String)>)> {
+        let objects = self.objects.lock().await;
+        let clusters: BTreeMap<&str, &[(String, String)]> = objects
+            .streams
+            .values()
+            .filter_map(|s| s.kafka())
+            .map(|k| (k.brokers.as_str(), k.properties.as_slice()))
+            .collect();
+        match brokers {
+            Some(b) => Ok((
+                b.to_string(),
+                clusters.get(b).map(|p| p.to_vec()).unwrap_or_default(),
+            )),
+            None => match clusters.iter().next() {
+                Some((b, p)) if clusters.len() == 1 => Ok((b.to_string(), p.to_vec())),
+                None => Err(Error::invalid(
+                    "no Kafka stream is declared to take the brokers from; \
+                     name them: ... FROM 'host:9092'",
+                )),
+                Some(_) => Err(Error::invalid(format!(
+                    "Kafka streams use several clusters ({}); name one: ... FROM 'host:9092'",
+                    clusters.keys().copied().collect::<Vec<_>>().join("; ")
+                ))),
+            },
         }
     }
 
@@ -280,7 +325,7 @@ impl Engine {
             &self.config.data_dir,
         )?;
         let mut valid = vec![format_key];
-        valid.extend_from_slice(archive::OPTIONS);
+        valid.extend_from_slice(archive.valid_options());
         options.finish(&format!("{owner} '{}'", create.name), &valid)?;
 
         let mut objects = self.objects.lock().await;

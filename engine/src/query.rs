@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
@@ -15,6 +16,7 @@ use datafusion::sql::sqlparser::ast;
 use fibers_catalog::{Catalog, ObjectKind};
 use fibers_sql::{ShowTarget, arrow_type_to_sql, format_duration};
 
+use crate::connector::kafka::{self, DEAD_LETTER_SUFFIX, KafkaSinkConfig};
 use crate::connector::{Poll, StreamDef};
 use crate::engine::{Objects, Output};
 use crate::{Error, Result, StatementResult};
@@ -104,7 +106,11 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
         match objects.jobs.get(name) {
             Some(job) => {
                 let state = job.state();
-                statuses.push(state.status().to_string());
+                let health = job.metrics.health();
+                statuses.push(match (&state, &health) {
+                    (crate::job::JobState::Running, Some(_)) => "retrying".to_string(),
+                    _ => state.status().to_string(),
+                });
                 let m = &job.metrics;
                 for (i, c) in [&m.input_rows, &m.output_rows, &m.late_rows, &m.bad_rows]
                     .into_iter()
@@ -114,7 +120,7 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                 }
                 errors.push(match state {
                     crate::job::JobState::Failed(e) => e,
-                    _ => String::new(),
+                    _ => health.unwrap_or_default(),
                 });
             }
             // A job that did not run in this session: its recorded state.
@@ -203,11 +209,26 @@ pub(crate) async fn ad_hoc(
         if ctx.table_exist(name)? {
             continue;
         }
+        let dead_letters = name
+            .strip_suffix(DEAD_LETTER_SUFFIX)
+            .and_then(|stream| streams.get(stream))
+            .and_then(|stream| stream.dead_letters());
         if let Some(output) = outputs.get(name) {
             output.archive.register(&ctx, name, &output.schema).await?;
+        } else if let Some(table) = dead_letters {
+            table.register(&ctx, name).await?;
         } else if let Some(stream) = streams.get(name) {
-            let table = read_bounded(stream, batch_size).await?;
-            ctx.register_table(name, Arc::new(table))?;
+            let table: Arc<dyn TableProvider> = match stream.kafka() {
+                // Read as the query consumes it, filters narrowing the read.
+                Some(config) if !stream.arrival_time => Arc::new(kafka::KafkaTable::new(
+                    &stream.name,
+                    config,
+                    Arc::clone(&stream.schema),
+                    batch_size,
+                )),
+                _ => Arc::new(read_bounded(stream, batch_size).await?),
+            };
+            ctx.register_table(name, table)?;
         }
     }
     let plan = ctx.state().statement_to_plan(statement).await?;
@@ -219,15 +240,10 @@ pub(crate) async fn ad_hoc(
 
 /// All rows of a bounded stream, as a table.
 async fn read_bounded(stream: &Arc<StreamDef>, batch_size: usize) -> Result<MemTable> {
-    if !stream.bounded() {
-        return Err(Error::invalid(format!(
-            "stream '{}' is unbounded; query a materialized view over it, or give the stream a 'limit'",
-            stream.name
-        )));
-    }
+    let schema = stream.source_schema();
     let stream = Arc::clone(stream);
     let batches = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
-        let mut source = stream.open(batch_size)?;
+        let mut source = stream.open_snapshot(batch_size)?;
         let mut batches = Vec::new();
         loop {
             match source.poll()? {
@@ -239,9 +255,152 @@ async fn read_bounded(stream: &Arc<StreamDef>, batch_size: usize) -> Result<MemT
     })
     .await
     .map_err(|e| Error::invalid(format!("reading the stream failed: {e}")))??;
-    let schema = batches
-        .first()
-        .map(|b| b.schema())
-        .unwrap_or_else(|| Arc::new(Schema::empty()));
     Ok(MemTable::try_new(schema, vec![batches])?)
+}
+
+/// `INSERT INTO stream VALUES (...)` or `INSERT INTO stream SELECT ...`:
+/// runs the rows' query, fits them to the stream's columns and publishes
+/// them into the stream's topic. A `_key` column, if listed, becomes each
+/// message's key.
+pub(crate) async fn insert(
+    statement: &ast::Statement,
+    streams: &BTreeMap<String, Arc<StreamDef>>,
+    outputs: &BTreeMap<String, Output>,
+    batch_size: usize,
+) -> Result<StatementResult> {
+    let ast::Statement::Insert(insert) = statement else {
+        return Err(Error::invalid("expected an INSERT statement"));
+    };
+    let ast::TableObject::TableName(table) = &insert.table else {
+        return Err(Error::invalid("INSERT INTO needs a stream name"));
+    };
+    let target = object_name(table)?;
+    let Some(stream) = streams.get(&target) else {
+        if outputs.contains_key(&target) {
+            return Err(Error::invalid(format!(
+                "cannot INSERT INTO '{target}': only streams take rows; its rows come from its query"
+            )));
+        }
+        return Err(Error::invalid(format!("stream '{target}' does not exist")));
+    };
+    let Some(config) = stream.kafka() else {
+        return Err(Error::invalid(format!(
+            "INSERT INTO publishes into a Kafka topic, but stream '{target}' reads connector '{}'",
+            stream.connector_name()
+        )));
+    };
+    let Some(source) = &insert.source else {
+        return Err(Error::invalid("INSERT INTO needs VALUES or a SELECT"));
+    };
+    // The columns a row can give: the declared ones but the metadata
+    // columns Kafka assigns, plus `_key`.
+    let writable: Vec<Field> = stream
+        .source_schema()
+        .fields()
+        .iter()
+        .filter(|f| !kafka::METADATA_COLUMNS.contains(&f.name().as_str()))
+        .map(|f| f.as_ref().clone())
+        .collect();
+    let listed: Vec<String> = if insert.columns.is_empty() {
+        writable.iter().map(|f| f.name().clone()).collect()
+    } else {
+        insert
+            .columns
+            .iter()
+            .map(object_name)
+            .collect::<Result<_>>()?
+    };
+    for name in &listed {
+        if name != "_key" && !writable.iter().any(|f| f.name() == name) {
+            return Err(Error::invalid(format!(
+                "stream '{target}' has no column '{name}' to insert into (columns: {})",
+                writable
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    let query = ast::Statement::Query(source.clone());
+    let StatementResult::Rows { schema, batches } =
+        ad_hoc(&query, streams, outputs, batch_size).await?
+    else {
+        return Err(Error::invalid(
+            "the rows to insert did not come back as rows",
+        ));
+    };
+    if schema.fields().len() != listed.len() {
+        return Err(Error::invalid(format!(
+            "INSERT INTO '{target}' gives {} values per row for {} columns ({})",
+            schema.fields().len(),
+            listed.len(),
+            listed.join(", ")
+        )));
+    }
+    let mut fields = writable.clone();
+    let has_key = listed.iter().any(|c| c == "_key");
+    if has_key {
+        fields.push(Field::new("_key", DataType::Utf8, true));
+    }
+    let target_schema: SchemaRef = Arc::new(Schema::new(fields));
+    let options = arrow::compute::CastOptions {
+        safe: false,
+        ..Default::default()
+    };
+    let mut rows = Vec::with_capacity(batches.len());
+    for batch in &batches {
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(target_schema.fields().len());
+        for field in target_schema.fields() {
+            let column = match listed.iter().position(|c| c == field.name()) {
+                Some(i) => {
+                    arrow::compute::cast_with_options(batch.column(i), field.data_type(), &options)
+                        .map_err(|e| {
+                            Error::invalid(format!(
+                                "value for column '{}' of stream '{target}' is not a {}: {e}",
+                                field.name(),
+                                arrow_type_to_sql(field.data_type())
+                            ))
+                        })?
+                }
+                None => arrow::array::new_null_array(field.data_type(), batch.num_rows()),
+            };
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(Error::invalid(format!(
+                    "column '{}' of stream '{target}' is NOT NULL but would get NULL",
+                    field.name()
+                )));
+            }
+            columns.push(column);
+        }
+        rows.push(RecordBatch::try_new(Arc::clone(&target_schema), columns)?);
+    }
+    let sink = KafkaSinkConfig {
+        brokers: config.brokers.clone(),
+        topic: config.topic.clone(),
+        format: config.format.clone(),
+        key: has_key.then(|| "_key".to_string()),
+        subject: format!("{}-value", config.topic),
+        key_in_value: false,
+        properties: config.properties.clone(),
+    };
+    let published = kafka::publish(sink, target_schema, rows).await?;
+    Ok(StatementResult::Done(format!("INSERT 0 {published}")))
+}
+
+/// A one-part object name, normalized as the rest of the SQL surface does
+/// (unquoted names are case-insensitive).
+fn object_name(name: &ast::ObjectName) -> Result<String> {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .map(|ident| match ident.quote_style {
+                Some(_) => ident.value.clone(),
+                None => ident.value.to_ascii_lowercase(),
+            })
+            .ok_or_else(|| Error::invalid(format!("expected a name, found {name}"))),
+        _ => Err(Error::invalid(format!(
+            "qualified names such as '{name}' are not supported"
+        ))),
+    }
 }

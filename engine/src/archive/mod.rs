@@ -14,10 +14,14 @@ use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use fibers_sql::Options;
 
+use crate::connector::kafka::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 use crate::{Error, Result};
 
 /// Archive formats.
 pub(crate) const FORMATS: &[&str] = &["delta", "parquet"];
+
+/// Sink connectors: the archive formats, and Kafka topics.
+pub(crate) const SINK_CONNECTORS: &[&str] = &["delta", "parquet", "kafka"];
 
 /// Where and how a view or sink archives its rows.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ pub(crate) struct ArchiveConfig {
     /// The path resolved against the data dir.
     pub path: PathBuf,
     pub commit: CommitPolicy,
+    /// Where a Kafka sink produces (format `Kafka` only).
+    pub kafka: Option<Arc<KafkaSinkConfig>>,
 }
 
 /// The table format of an archive.
@@ -35,6 +41,8 @@ pub(crate) struct ArchiveConfig {
 pub(crate) enum ArchiveFormat {
     Delta,
     Parquet,
+    /// Not an archive: a Kafka sink's topic.
+    Kafka,
 }
 
 impl ArchiveFormat {
@@ -42,6 +50,7 @@ impl ArchiveFormat {
         match self {
             ArchiveFormat::Delta => "delta",
             ArchiveFormat::Parquet => "parquet",
+            ArchiveFormat::Kafka => "kafka",
         }
     }
 }
@@ -77,33 +86,56 @@ impl ArchiveConfig {
         name: &str,
         data_dir: &Path,
     ) -> Result<Self> {
+        let sink = format_key == "connector";
         let format = match options.take(format_key) {
             None => ArchiveFormat::Delta,
             Some(f) => match f.to_ascii_lowercase().as_str() {
                 "delta" => ArchiveFormat::Delta,
                 "parquet" => ArchiveFormat::Parquet,
+                "kafka" if sink => ArchiveFormat::Kafka,
                 _ => {
+                    let valid = if sink { SINK_CONNECTORS } else { FORMATS };
                     return Err(Error::invalid(format!(
                         "unknown {format_key} '{f}' for {owner} '{name}'; expected one of: {}",
-                        FORMATS.join(", ")
+                        valid.join(", ")
                     )));
                 }
             },
         };
+        if format == ArchiveFormat::Kafka {
+            let config = KafkaSinkConfig::from_options(options, &format!("{owner} '{name}'"))?;
+            let mut commit = CommitPolicy {
+                // Rows reach the topic at each commit: commit often.
+                interval: std::time::Duration::from_secs(1),
+                ..CommitPolicy::default()
+            };
+            take_commit_policy(options, &mut commit)?;
+            return Ok(ArchiveConfig {
+                format,
+                path_written: config.topic.clone(),
+                path: PathBuf::new(),
+                commit,
+                kafka: Some(Arc::new(config)),
+            });
+        }
         let path_written = options.take("path").unwrap_or_else(|| name.to_string());
         let mut commit = CommitPolicy::default();
-        if let Some(interval) = options.take_duration("commit_interval")? {
-            commit.interval = interval;
-        }
-        if let Some(rows) = options.take_parsed::<usize>("commit_rows", "a number of rows")? {
-            commit.max_rows = rows.max(1);
-        }
+        take_commit_policy(options, &mut commit)?;
         Ok(ArchiveConfig {
             format,
             path: data_dir.join(&path_written),
             path_written,
             commit,
+            kafka: None,
         })
+    }
+
+    /// The options valid beside the format key.
+    pub fn valid_options(&self) -> &'static [&'static str] {
+        match self.format {
+            ArchiveFormat::Kafka => SINK_OPTIONS,
+            _ => OPTIONS,
+        }
     }
 
     fn location(&self) -> String {
@@ -119,6 +151,10 @@ impl ArchiveConfig {
             ArchiveFormat::Parquet => {
                 std::fs::create_dir_all(&self.path).map_err(|e| Error::io(&self.path, e))
             }
+            ArchiveFormat::Kafka => match &self.kafka {
+                Some(config) => config.check(owner, &schema),
+                None => Ok(()),
+            },
         }
     }
 
@@ -127,6 +163,13 @@ impl ArchiveConfig {
         let writer: Box<dyn TableWriter> = match self.format {
             ArchiveFormat::Delta => Box::new(delta::DeltaWriter::open(self, owner).await?),
             ArchiveFormat::Parquet => Box::new(parquet::ParquetWriter::new(self, owner)),
+            ArchiveFormat::Kafka => {
+                let config = self
+                    .kafka
+                    .as_ref()
+                    .ok_or_else(|| Error::invalid("a Kafka sink without settings"))?;
+                Box::new(KafkaWriter::new(config, archive_schema(schema))?)
+            }
         };
         Ok(Archive {
             pending: Pending::new(archive_schema(schema)),
@@ -145,6 +188,11 @@ impl ArchiveConfig {
         match self.format {
             ArchiveFormat::Delta => delta::register(self, ctx, name).await,
             ArchiveFormat::Parquet => parquet::register(self, ctx, name, schema).await,
+            ArchiveFormat::Kafka => Err(Error::invalid(format!(
+                "sink '{name}' writes to Kafka topic '{}' and keeps no table; \
+                 query a stream over that topic instead",
+                self.path_written
+            ))),
         }
     }
 }
@@ -181,6 +229,16 @@ impl Archive {
         let batches = self.pending.take();
         self.writer.write(&self.pending.schema, batches).await
     }
+}
+
+fn take_commit_policy(options: &mut Options, commit: &mut CommitPolicy) -> Result<()> {
+    if let Some(interval) = options.take_duration("commit_interval")? {
+        commit.interval = interval;
+    }
+    if let Some(rows) = options.take_parsed::<usize>("commit_rows", "a number of rows")? {
+        commit.max_rows = rows.max(1);
+    }
+    Ok(())
 }
 
 /// The schema rows are archived with: timestamps in microseconds (Delta's

@@ -3,6 +3,7 @@
 //! `CREATE STREAM`), and opens a [`Source`] for every job that reads it.
 
 pub(crate) mod file;
+pub(crate) mod kafka;
 pub mod stocks;
 mod stocks_source;
 
@@ -16,10 +17,11 @@ use fibers_sql::{ARRIVAL_TIME_COLUMN, CreateStream, Options, StreamInfo};
 
 use crate::{Error, Result};
 use file::FileConfig;
+use kafka::{DeadLetterTable, KafkaConfig};
 use stocks_source::StocksSourceConfig;
 
 /// The connectors a stream can read from.
-pub(crate) const CONNECTORS: &[&str] = &["stocks", "file"];
+pub(crate) const CONNECTORS: &[&str] = &["kafka", "stocks", "file"];
 
 /// What a source yields when polled.
 pub(crate) enum Poll {
@@ -77,6 +79,7 @@ pub(crate) struct StreamDef {
 pub(crate) enum ConnectorConfig {
     Stocks(StocksSourceConfig),
     File(FileConfig),
+    Kafka(KafkaConfig),
 }
 
 impl StreamDef {
@@ -93,9 +96,14 @@ impl StreamDef {
                 ))
             })?
             .to_ascii_lowercase();
+        let properties = match connector.as_str() {
+            "kafka" => kafka::take_properties(&mut options),
+            _ => Vec::new(),
+        };
         let valid = match connector.as_str() {
             "stocks" => Some(stocks_source::OPTIONS),
             "file" => Some(file::OPTIONS),
+            "kafka" => Some(kafka::OPTIONS),
             _ => None,
         };
         if let Some(valid) = valid {
@@ -116,6 +124,18 @@ impl StreamDef {
                 let schema = declared_schema(create)?;
                 let config = FileConfig::from_options(&mut options, data_dir)?;
                 (ConnectorConfig::File(config), schema)
+            }
+            "kafka" => {
+                let schema = declared_schema(create)?;
+                let mut config = KafkaConfig::from_options(&mut options, properties)?;
+                // Check now what would otherwise fail the job: metadata
+                // column types, and columns the format cannot carry.
+                let (payload, _) = kafka::split_schema(&schema)?;
+                config.format.decoder(payload)?;
+                if config.bad_data == BadData::DeadLetter {
+                    config.dead_letters = Some(DeadLetterTable::new(data_dir, &create.name));
+                }
+                (ConnectorConfig::Kafka(config), schema)
             }
             other => {
                 return Err(Error::invalid(format!(
@@ -191,6 +211,46 @@ impl StreamDef {
         match &self.connector {
             ConnectorConfig::Stocks(c) => c.generator.limit.is_some(),
             ConnectorConfig::File(_) => true,
+            ConnectorConfig::Kafka(c) => c.end_at_latest,
+        }
+    }
+
+    /// The Kafka settings of a Kafka stream.
+    pub fn kafka(&self) -> Option<&KafkaConfig> {
+        match &self.connector {
+            ConnectorConfig::Kafka(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// The dead-letter table of a `bad_data = 'dead_letter'` stream.
+    pub fn dead_letters(&self) -> Option<&DeadLetterTable> {
+        match &self.connector {
+            ConnectorConfig::Kafka(c) => c.dead_letters.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A reader of the rows there are now, for an ad-hoc query: a bounded
+    /// stream's rows, or a topic up to its current end offsets.
+    pub fn open_snapshot(&self, batch_size: usize) -> Result<Box<dyn Source>> {
+        match &self.connector {
+            ConnectorConfig::Kafka(c) if !c.end_at_latest => {
+                let mut config = c.clone();
+                config.end_at_latest = true;
+                Ok(Box::new(kafka::KafkaSource::new(
+                    &self.name,
+                    &config,
+                    self.source_schema(),
+                    batch_size,
+                    config.dead_letters.clone(),
+                )?))
+            }
+            _ if self.bounded() => self.open(batch_size),
+            _ => Err(Error::invalid(format!(
+                "stream '{}' is unbounded; query a materialized view over it, or give the stream a 'limit'",
+                self.name
+            ))),
         }
     }
 
@@ -199,6 +259,7 @@ impl StreamDef {
     pub fn idle_timeout(&self) -> Option<Duration> {
         match &self.connector {
             ConnectorConfig::Stocks(_) | ConnectorConfig::File(_) => None,
+            ConnectorConfig::Kafka(c) => Some(c.idle_timeout),
         }
     }
 
@@ -222,6 +283,13 @@ impl StreamDef {
             ConnectorConfig::File(c) => {
                 Box::new(c.open(&self.name, self.source_schema(), batch_size)?)
             }
+            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(
+                &self.name,
+                c,
+                self.source_schema(),
+                batch_size,
+                c.dead_letters.clone(),
+            )?),
         })
     }
 }
@@ -230,6 +298,7 @@ fn connector_name(connector: &ConnectorConfig) -> &'static str {
     match connector {
         ConnectorConfig::Stocks(_) => "stocks",
         ConnectorConfig::File(_) => "file",
+        ConnectorConfig::Kafka(_) => "kafka",
     }
 }
 
@@ -238,6 +307,7 @@ fn valid_options(connector: &ConnectorConfig) -> Vec<&'static str> {
     valid.extend_from_slice(match connector {
         ConnectorConfig::Stocks(_) => stocks_source::OPTIONS,
         ConnectorConfig::File(_) => file::OPTIONS,
+        ConnectorConfig::Kafka(_) => kafka::OPTIONS,
     });
     valid
 }

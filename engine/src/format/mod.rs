@@ -39,16 +39,6 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    /// The format's name as written in `format = '...'`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Format::Json => "json",
-            Format::Csv { .. } => "csv",
-            Format::Raw => "raw",
-            Format::Avro(_) => "avro",
-        }
-    }
-
     /// Takes `format` (required, one of `allowed`) and the options that
     /// belong to it: `header` for CSV files, `schema_registry` (and
     /// `subject` for writers) for Avro.
@@ -140,11 +130,6 @@ impl Records {
         self.ends.is_empty()
     }
 
-    /// Bytes held.
-    pub fn byte_len(&self) -> usize {
-        self.data.len()
-    }
-
     /// Record `i`, without its newline.
     pub fn get(&self, i: usize) -> &[u8] {
         &self.data[self.start(i)..self.ends[i]]
@@ -222,7 +207,8 @@ pub(crate) fn decode_isolating(
 ) -> Result<Decoded> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    let mut pending = vec![0..records.len()];
+    let mut pending: Vec<Range<usize>> = Vec::new();
+    pending.push(0..records.len());
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
@@ -553,10 +539,10 @@ mod tests {
                 .unwrap()
                 .encode(&batch, &mut out)
                 .unwrap();
-            assert_eq!(out.len(), 2, "{}", format.name());
+            assert_eq!(out.len(), 2, "{format:?}");
             let decoded = format.decoder(schema()).unwrap().decode(&out).unwrap();
             assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
-            assert_eq!(decoded.batch, batch, "{}", format.name());
+            assert_eq!(decoded.batch, batch, "{format:?}");
         }
     }
 }

@@ -1,0 +1,352 @@
+//! The Kafka source and publisher against librdkafka's in-process mock
+//! cluster: fast checks of partitions, metadata columns, bad records and a
+//! broker outage. The real-broker tests live in tests/integration/kafka.rs.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    Array, AsArray, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Int32Type, Int64Type, Schema, SchemaRef, TimeUnit};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+
+use super::sink::Publisher;
+use super::*;
+use crate::connector::{Poll, Source};
+use crate::format::Format;
+
+fn cluster(topic: &str, partitions: i32) -> MockCluster<'static, DefaultProducerContext> {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    cluster.create_topic(topic, partitions, 1).expect("topic");
+    cluster
+}
+
+fn produce(brokers: &str, topic: &str, messages: &[(i32, &str)]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for (partition, value) in messages {
+        producer
+            .send(
+                BaseRecord::<str, str>::to(topic)
+                    .partition(*partition)
+                    .payload(*value),
+            )
+            .map_err(|(e, _)| e)
+            .expect("send");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
+fn config(brokers: &str, topic: &str, bad_data: BadData) -> KafkaConfig {
+    let mut options = Options::from_pairs([
+        ("brokers".to_string(), brokers.to_string()),
+        ("topic".to_string(), topic.to_string()),
+        ("format".to_string(), "json".to_string()),
+        ("end".to_string(), "latest".to_string()),
+    ])
+    .expect("options");
+    let mut config = KafkaConfig::from_options(&mut options, vec![]).expect("config");
+    config.bad_data = bad_data;
+    config
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("_partition", DataType::Int32, false),
+        Field::new("_offset", DataType::Int64, false),
+    ]))
+}
+
+/// Reads to the end; the rows as (partition, offset, id), with the
+/// partitions batches claimed to come from.
+fn read_all(source: &mut dyn Source) -> crate::Result<Vec<(i32, i64, i64)>> {
+    let mut rows = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "the source did not end");
+        match source.poll()? {
+            Poll::Batch(partition, batch) => rows.extend(rows_of(partition, &batch)),
+            Poll::Idle(wait) => std::thread::sleep(wait.min(Duration::from_millis(20))),
+            Poll::End => return Ok(rows),
+        }
+    }
+}
+
+fn rows_of(partition: u32, batch: &RecordBatch) -> Vec<(i32, i64, i64)> {
+    let ids = batch.column(0).as_primitive::<Int64Type>();
+    let partitions = batch.column(1).as_primitive::<Int32Type>();
+    let offsets = batch.column(2).as_primitive::<Int64Type>();
+    (0..batch.num_rows())
+        .map(|i| {
+            assert_eq!(
+                partitions.value(i) as u32,
+                partition,
+                "a batch mixes partitions"
+            );
+            (partitions.value(i), offsets.value(i), ids.value(i))
+        })
+        .collect()
+}
+
+#[test]
+fn reads_every_partition_to_the_end_with_metadata() {
+    let cluster = cluster("t", 3);
+    let brokers = cluster.bootstrap_servers();
+    let messages: Vec<(i32, String)> = (0..30)
+        .map(|i| (i % 3, format!("{{\"id\": {i}}}")))
+        .collect();
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "t", &refs);
+    let config = config(&brokers, "t", BadData::Fail);
+    let mut source = KafkaSource::new("s", &config, schema(), 4, None).expect("source");
+    let mut rows = read_all(&mut source).expect("rows");
+    assert_eq!(source.partitions(), [0, 1, 2]);
+    rows.sort_unstable();
+    let expected: Vec<(i32, i64, i64)> = (0..30)
+        .map(|i: i32| (i % 3, i64::from(i / 3), i64::from(i)))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(rows, expected);
+}
+
+#[test]
+fn bad_records_fail_drop_or_go_to_the_dead_letter_table() {
+    let cluster = cluster("bad", 1);
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        "bad",
+        &[
+            (0, r#"{"id": 1}"#),
+            (0, r#"{"id": "one"}"#),
+            (0, r#"{"id": 3}"#),
+            (0, "not json"),
+            (0, r#"{"id": 5}"#),
+        ],
+    );
+
+    // fail: the rows before the bad record arrive, then the error names
+    // the topic, partition and offset.
+    let mut source = KafkaSource::new(
+        "s",
+        &config(&brokers, "bad", BadData::Fail),
+        schema(),
+        100,
+        None,
+    )
+    .expect("source");
+    let mut ids = Vec::new();
+    let err = loop {
+        match source.poll() {
+            Ok(Poll::Batch(p, b)) => ids.extend(rows_of(p, &b).into_iter().map(|r| r.2)),
+            Ok(Poll::Idle(_)) => {}
+            Ok(Poll::End) => panic!("a bad record must fail the read"),
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert_eq!(ids, [1]);
+    assert!(err.contains("topic 'bad' partition 0 offset 1"), "{err}");
+
+    // drop: the good records, and a count.
+    let mut source = KafkaSource::new(
+        "s",
+        &config(&brokers, "bad", BadData::Drop),
+        schema(),
+        100,
+        None,
+    )
+    .expect("source");
+    let rows = read_all(&mut source).expect("rows");
+    assert_eq!(rows.iter().map(|r| r.2).collect::<Vec<_>>(), [1, 3, 5]);
+    assert_eq!(source.bad_rows(), 2);
+
+    // dead_letter: kept with where they came from, each once however many
+    // times they are read.
+    let dir = tempfile::tempdir().expect("dir");
+    let table = DeadLetterTable::new(dir.path(), "s");
+    for _ in 0..2 {
+        let config = config(&brokers, "bad", BadData::DeadLetter);
+        let mut source =
+            KafkaSource::new("s", &config, schema(), 100, Some(table.clone())).expect("source");
+        let rows = read_all(&mut source).expect("rows");
+        assert_eq!(rows.len(), 3);
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let letters = runtime.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        table
+            .register(&ctx, "s_dead_letter")
+            .await
+            .expect("register");
+        ctx.sql("SELECT _topic, _partition, _offset, raw, error FROM s_dead_letter")
+            .await
+            .expect("query")
+            .collect()
+            .await
+            .expect("rows")
+    });
+    let batch = arrow::compute::concat_batches(&letters[0].schema(), &letters).expect("concat");
+    assert_eq!(batch.num_rows(), 2);
+    let offsets = batch.column(2).as_primitive::<Int64Type>();
+    assert_eq!(offsets.values(), &[1, 3]);
+    assert_eq!(batch.column(3).as_binary::<i32>().value(1), b"not json");
+    assert!(!batch.column(4).as_string::<i32>().value(0).is_empty());
+}
+
+#[test]
+fn published_rows_read_back_with_keys() {
+    let cluster = cluster("out", 2);
+    let brokers = cluster.bootstrap_servers();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("volume", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from(vec!["A", "B", "A"])),
+            Arc::new(Int64Array::from(vec![Some(1), None, Some(3)])),
+            Arc::new(TimestampNanosecondArray::from(vec![
+                0,
+                1_000_000_000,
+                2_000_000_000,
+            ])),
+        ],
+    )
+    .expect("batch");
+    let sink = KafkaSinkConfig {
+        brokers: brokers.clone(),
+        topic: "out".into(),
+        format: Format::Json,
+        key: Some("symbol".into()),
+        subject: "out-value".into(),
+        key_in_value: true,
+        properties: vec![],
+    };
+    let published = Publisher::new(&sink, Arc::clone(&schema))
+        .expect("publisher")
+        .publish(&[batch])
+        .expect("publish");
+    assert_eq!(published, 3);
+
+    let read_schema = Arc::new(Schema::new(vec![
+        Field::new("symbol", DataType::Utf8, false),
+        Field::new("volume", DataType::Int64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), true),
+        Field::new("_key", DataType::Utf8, true),
+    ]));
+    let mut source = KafkaSource::new(
+        "s",
+        &config(&brokers, "out", BadData::Fail),
+        read_schema,
+        100,
+        None,
+    )
+    .expect("source");
+    let mut rows = BTreeMap::new();
+    loop {
+        match source.poll().expect("poll") {
+            Poll::Batch(_, b) => {
+                for i in 0..b.num_rows() {
+                    let symbol = b.column(0).as_string::<i32>().value(i).to_string();
+                    let key = b.column(3).as_string::<i32>().value(i).to_string();
+                    let volume = b.column(1).as_primitive::<Int64Type>();
+                    let volume = (!volume.is_null(i)).then(|| volume.value(i));
+                    let ts = b
+                        .column(2)
+                        .as_primitive::<arrow::datatypes::TimestampNanosecondType>()
+                        .value(i);
+                    assert_eq!(symbol, key, "the key is the symbol column");
+                    rows.insert(ts, (symbol, volume));
+                }
+            }
+            Poll::Idle(_) => {}
+            Poll::End => break,
+        }
+    }
+    assert_eq!(
+        rows.into_values().collect::<Vec<_>>(),
+        [
+            ("A".to_string(), Some(1)),
+            ("B".to_string(), None),
+            ("A".to_string(), Some(3))
+        ]
+    );
+}
+
+#[test]
+fn a_broker_outage_is_retried_without_losing_or_repeating_rows() {
+    let cluster = cluster("live", 1);
+    let brokers = cluster.bootstrap_servers();
+    produce(
+        &brokers,
+        "live",
+        &[(0, r#"{"id": 1}"#), (0, r#"{"id": 2}"#)],
+    );
+    let mut config = config(&brokers, "live", BadData::Fail);
+    config.end_at_latest = false;
+    let mut source = KafkaSource::new("s", &config, schema(), 100, None).expect("source");
+    let mut ids = Vec::new();
+    let poll_until = |source: &mut KafkaSource, ids: &mut Vec<i64>, want: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ids.len() < want {
+            assert!(Instant::now() < deadline, "only {ids:?} arrived");
+            match source.poll().expect("poll") {
+                Poll::Batch(p, b) => ids.extend(rows_of(p, &b).into_iter().map(|r| r.2)),
+                Poll::Idle(_) => {}
+                Poll::End => panic!("an unbounded read never ends"),
+            }
+        }
+    };
+    poll_until(&mut source, &mut ids, 2);
+
+    cluster.broker_down(1).expect("down");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while source.health().is_none() {
+        assert!(Instant::now() < deadline, "the outage was never reported");
+        assert!(matches!(source.poll().expect("poll"), Poll::Idle(_)));
+    }
+    cluster.broker_up(1).expect("up");
+    produce(
+        &brokers,
+        "live",
+        &[(0, r#"{"id": 3}"#), (0, r#"{"id": 4}"#)],
+    );
+    poll_until(&mut source, &mut ids, 4);
+    assert_eq!(ids, [1, 2, 3, 4]);
+    assert_eq!(source.health(), None);
+}
+
+#[test]
+fn scan_bounds_skip_partitions_and_offsets() {
+    let cluster = cluster("scan", 3);
+    let brokers = cluster.bootstrap_servers();
+    let messages: Vec<(i32, String)> = (0..30)
+        .map(|i| (i % 3, format!("{{\"id\": {i}}}")))
+        .collect();
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "scan", &refs);
+    let bounds = super::scan::ScanBounds {
+        partitions: Some([1].into()),
+        min_offset: Some(5),
+        end_offset: Some(8),
+        min_timestamp_ms: None,
+    };
+    let config = config(&brokers, "scan", BadData::Fail);
+    let mut source = KafkaSource::new("s", &config, schema(), 100, None)
+        .expect("source")
+        .with_bounds(bounds);
+    let rows = read_all(&mut source).expect("rows");
+    // Partition 1 holds ids 1, 4, 7, ... at offsets 0, 1, 2, ...
+    assert_eq!(rows, [(1, 5, 16), (1, 6, 19), (1, 7, 22)]);
+}

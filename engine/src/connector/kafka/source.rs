@@ -1,0 +1,637 @@
+//! Reading a Kafka topic: every partition, decoded straight into Arrow
+//! batches, one batch per partition so each keeps its own watermark.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{
+    ArrayRef, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampNanosecondArray,
+};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, SchemaRef};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::scan::ScanBounds;
+use super::{
+    DeadLetterTable, KafkaConfig, MetadataColumn, MetadataKind, REQUEST_TIMEOUT, StartOffset,
+    kafka_error, split_schema,
+};
+use crate::connector::{BadData, Poll, Source};
+use crate::format::{RecordDecoder, Records};
+use crate::{Error, Result};
+
+/// How long one poll gathers messages before decoding what it has, so a
+/// slow topic still flows promptly.
+const LINGER: Duration = Duration::from_millis(50);
+/// How often partitions added to the topic are looked for.
+const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
+/// How often processed offsets are committed to the `group`, if any.
+const GROUP_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// Bounds of the wait between attempts to reach unreachable brokers.
+const MIN_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The messages of one partition gathered for the next batch.
+#[derive(Default)]
+struct PartitionBuffer {
+    values: Records,
+    offsets: Vec<i64>,
+    /// Message timestamps in milliseconds.
+    timestamps: Vec<Option<i64>>,
+    /// Message keys, kept only when `_key` is declared.
+    keys: Vec<Option<Vec<u8>>>,
+}
+
+impl PartitionBuffer {
+    fn len(&self) -> usize {
+        self.offsets.len()
+    }
+}
+
+/// Reads a Kafka stream.
+pub(crate) struct KafkaSource {
+    stream: String,
+    config: KafkaConfig,
+    consumer: BaseConsumer,
+    decoder: Box<dyn RecordDecoder>,
+    schema: SchemaRef,
+    metadata: Vec<MetadataColumn>,
+    keep_keys: bool,
+    batch_size: usize,
+    /// Whether the partitions are assigned (the brokers were reached).
+    connected: bool,
+    /// What an ad-hoc scan's filters let it skip.
+    bounds: ScanBounds,
+    /// Partitions assigned, in order.
+    partitions: Vec<u32>,
+    /// The next offset to read, per partition.
+    positions: BTreeMap<i32, i64>,
+    /// Where a bounded read stops, per partition.
+    end_offsets: Option<BTreeMap<i32, i64>>,
+    buffers: BTreeMap<i32, PartitionBuffer>,
+    buffered: usize,
+    ready: VecDeque<(u32, RecordBatch)>,
+    /// An error to report once the rows decoded before it are delivered.
+    failure: Option<Error>,
+    dead_letters: Option<DeadLetterTable>,
+    bad_rows: u64,
+    health: Option<String>,
+    next_attempt: Instant,
+    backoff: Duration,
+    last_discovery: Instant,
+    last_group_commit: Instant,
+}
+
+impl KafkaSource {
+    /// A reader of `config`'s topic into rows of `schema` (the declared
+    /// columns, metadata columns included). Nothing is fetched until the
+    /// first poll, so a broker that is down delays the job, not fails it.
+    pub fn new(
+        stream: &str,
+        config: &KafkaConfig,
+        schema: SchemaRef,
+        batch_size: usize,
+        dead_letters: Option<DeadLetterTable>,
+    ) -> Result<Self> {
+        let (payload, metadata) = split_schema(&schema)?;
+        let decoder = config.format.decoder(payload)?;
+        let consumer: BaseConsumer = config
+            .consumer_config()
+            .create()
+            .map_err(|e| kafka_error(&config.brokers, "cannot create a consumer", e))?;
+        let now = Instant::now();
+        Ok(KafkaSource {
+            stream: stream.to_string(),
+            config: config.clone(),
+            consumer,
+            decoder,
+            keep_keys: metadata.iter().any(|m| m.kind == MetadataKind::Key),
+            schema,
+            metadata,
+            batch_size: batch_size.max(1),
+            connected: false,
+            bounds: ScanBounds::default(),
+            partitions: Vec::new(),
+            positions: BTreeMap::new(),
+            end_offsets: None,
+            buffers: BTreeMap::new(),
+            buffered: 0,
+            ready: VecDeque::new(),
+            failure: None,
+            dead_letters,
+            bad_rows: 0,
+            health: None,
+            next_attempt: now,
+            backoff: MIN_BACKOFF,
+            last_discovery: now,
+            last_group_commit: now,
+        })
+    }
+
+    /// Limits the read to what an ad-hoc scan's filters allow.
+    pub fn with_bounds(mut self, bounds: ScanBounds) -> Self {
+        self.bounds = bounds;
+        self
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Source {
+            stream: self.stream.clone(),
+            message,
+        }
+    }
+
+    /// Finds the topic's partitions, decides where each starts (and, for
+    /// a bounded read, ends) and assigns them. `Ok(false)` when the
+    /// brokers cannot be reached (to be retried); an error when they
+    /// answer that the topic cannot be read.
+    fn connect(&mut self) -> Result<bool> {
+        let partitions = match topic_partitions(&self.consumer, &self.config.topic) {
+            Ok(mut p) => {
+                if let Some(only) = &self.bounds.partitions {
+                    p.retain(|p| only.contains(p));
+                }
+                p
+            }
+            Err(TopicError::Unreachable(e)) => {
+                self.retry_later(format!(
+                    "cannot reach Kafka at '{}': {e}; retrying",
+                    self.config.brokers
+                ));
+                return Ok(false);
+            }
+            Err(TopicError::Fatal(message)) => {
+                return Err(self.error(format!(
+                    "topic '{}' at '{}': {message}",
+                    self.config.topic, self.config.brokers
+                )));
+            }
+        };
+        let mut starts = BTreeMap::new();
+        let mut ends = BTreeMap::new();
+        for &p in &partitions {
+            let (low, high) =
+                match self
+                    .consumer
+                    .fetch_watermarks(&self.config.topic, p, REQUEST_TIMEOUT)
+                {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.retry_later(format!(
+                            "cannot read the offsets of topic '{}' partition {p}: {e}; retrying",
+                            self.config.topic
+                        ));
+                        return Ok(false);
+                    }
+                };
+            let start = match self.config.start {
+                StartOffset::Earliest => low,
+                StartOffset::Latest => high,
+                StartOffset::Timestamp(_) => low,
+            };
+            starts.insert(p, start);
+            ends.insert(p, high);
+        }
+        let from_time = match (self.config.start, self.bounds.min_timestamp_ms) {
+            (StartOffset::Timestamp(a), Some(b)) => Some(a.max(b)),
+            (StartOffset::Timestamp(a), None) => Some(a),
+            (_, b) => b,
+        };
+        if let Some(ms) = from_time
+            && !partitions.is_empty()
+        {
+            let mut query = TopicPartitionList::new();
+            for &p in &partitions {
+                query
+                    .add_partition_offset(&self.config.topic, p, Offset::Offset(ms))
+                    .map_err(|e| self.error(e.to_string()))?;
+            }
+            match self.consumer.offsets_for_times(query, REQUEST_TIMEOUT) {
+                Ok(found) => {
+                    for element in found.elements() {
+                        let start = match element.offset() {
+                            Offset::Offset(o) => o,
+                            // No message at or after the time: start at the end.
+                            _ => ends.get(&element.partition()).copied().unwrap_or(0),
+                        };
+                        let current = starts.entry(element.partition()).or_insert(start);
+                        *current = (*current).max(start);
+                    }
+                }
+                Err(e) => {
+                    self.retry_later(format!("cannot look up offsets by time: {e}; retrying"));
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(min) = self.bounds.min_offset {
+            starts.values_mut().for_each(|s| *s = (*s).max(min));
+        }
+        if let Some(end) = self.bounds.end_offset {
+            ends.values_mut().for_each(|e| *e = (*e).min(end));
+        }
+        let mut assignment = TopicPartitionList::new();
+        for (&p, &start) in &starts {
+            assignment
+                .add_partition_offset(&self.config.topic, p, Offset::Offset(start))
+                .map_err(|e| self.error(e.to_string()))?;
+        }
+        self.consumer
+            .assign(&assignment)
+            .map_err(|e| self.error(format!("cannot assign partitions: {e}")))?;
+        self.connected = true;
+        self.partitions = partitions.iter().map(|&p| p as u32).collect();
+        self.positions = starts;
+        if self.config.end_at_latest {
+            self.end_offsets = Some(ends);
+        }
+        self.recovered();
+        Ok(true)
+    }
+
+    fn retry_later(&mut self, health: String) {
+        tracing::warn!("stream '{}': {health}", self.stream);
+        self.health = Some(health);
+        self.next_attempt = Instant::now() + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn recovered(&mut self) {
+        if self.health.take().is_some() {
+            tracing::info!("stream '{}': Kafka is reachable again", self.stream);
+        }
+        self.backoff = MIN_BACKOFF;
+    }
+
+    /// Picks up partitions added to the topic since the last look; they
+    /// are read from their beginning.
+    fn discover(&mut self) -> Result<()> {
+        self.last_discovery = Instant::now();
+        let Ok(partitions) = topic_partitions(&self.consumer, &self.config.topic) else {
+            // Unreachable now; the next look will tell.
+            return Ok(());
+        };
+        let mut added = TopicPartitionList::new();
+        for p in partitions {
+            if !self.positions.contains_key(&p) {
+                added
+                    .add_partition_offset(&self.config.topic, p, Offset::Beginning)
+                    .map_err(|e| self.error(e.to_string()))?;
+                self.positions.insert(p, 0);
+                self.partitions.push(p as u32);
+                tracing::info!(
+                    "stream '{}': reading new partition {p} of topic '{}'",
+                    self.stream,
+                    self.config.topic
+                );
+            }
+        }
+        if added.count() > 0 {
+            self.consumer
+                .incremental_assign(&added)
+                .map_err(|e| self.error(format!("cannot assign new partitions: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether a bounded read has reached its end offsets everywhere.
+    fn reached_end(&mut self) -> bool {
+        let Some(ends) = &self.end_offsets else {
+            return false;
+        };
+        let done = |positions: &BTreeMap<i32, i64>| {
+            ends.iter()
+                .all(|(p, end)| positions.get(p).is_some_and(|pos| pos >= end))
+        };
+        if done(&self.positions) {
+            return true;
+        }
+        // Transaction markers take offsets no message has: ask the consumer
+        // where it really is.
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(o) = element.offset() {
+                    let pos = self.positions.entry(element.partition()).or_insert(o);
+                    *pos = (*pos).max(o);
+                }
+            }
+        }
+        done(&self.positions)
+    }
+
+    /// Polls messages into the partition buffers until a batch is full,
+    /// the linger time is up, or nothing more is waiting. Returns how many
+    /// messages arrived.
+    fn gather(&mut self) -> Result<usize> {
+        let started = Instant::now();
+        let mut received = 0;
+        while self.buffered < self.batch_size {
+            let timeout = if received == 0 {
+                Duration::from_millis(100)
+            } else {
+                Duration::ZERO
+            };
+            let message = match self.consumer.poll(timeout) {
+                None => break,
+                Some(Ok(m)) => m,
+                Some(Err(e)) => {
+                    self.on_consume_error(e)?;
+                    break;
+                }
+            };
+            let partition = message.partition();
+            let offset = message.offset();
+            self.positions.insert(partition, offset + 1);
+            // A bounded read fetches past its end: leave those be.
+            if let Some(ends) = &self.end_offsets
+                && ends.get(&partition).is_none_or(|&end| offset >= end)
+            {
+                continue;
+            }
+            let buffer = self.buffers.entry(partition).or_default();
+            buffer.values.push(message.payload().unwrap_or_default());
+            buffer.offsets.push(offset);
+            buffer.timestamps.push(message.timestamp().to_millis());
+            if self.keep_keys {
+                buffer.keys.push(message.key().map(<[u8]>::to_vec));
+            }
+            self.buffered += 1;
+            received += 1;
+            if received % 256 == 0 && started.elapsed() >= LINGER {
+                break;
+            }
+        }
+        if received > 0 {
+            self.recovered();
+        }
+        Ok(received)
+    }
+
+    fn on_consume_error(&mut self, e: KafkaError) -> Result<()> {
+        let fatal = match &e {
+            KafkaError::MessageConsumptionFatal(_) => true,
+            KafkaError::MessageConsumption(code) => matches!(
+                code,
+                RDKafkaErrorCode::TopicAuthorizationFailed
+                    | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    | RDKafkaErrorCode::SaslAuthenticationFailed
+                    | RDKafkaErrorCode::Authentication
+                    | RDKafkaErrorCode::UnknownTopicOrPartition
+                    | RDKafkaErrorCode::UnknownTopic
+            ),
+            _ => false,
+        };
+        if fatal {
+            return Err(self.error(format!(
+                "topic '{}' at '{}': {e}",
+                self.config.topic, self.config.brokers
+            )));
+        }
+        // librdkafka reconnects by itself; say what is wrong meanwhile.
+        let health = format!("Kafka at '{}': {e}; retrying", self.config.brokers);
+        if self.health.as_ref() != Some(&health) {
+            tracing::warn!("stream '{}': {health}", self.stream);
+            self.health = Some(health);
+        }
+        Ok(())
+    }
+
+    /// Decodes every partition's buffer into a batch of its own.
+    fn decode_buffers(&mut self) -> Result<()> {
+        let buffers = std::mem::take(&mut self.buffers);
+        self.buffered = 0;
+        for (partition, buffer) in buffers {
+            if buffer.len() > 0 && self.failure.is_none() {
+                self.decode_partition(partition, buffer)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn decode_partition(&mut self, partition: i32, buffer: PartitionBuffer) -> Result<()> {
+        let decoded = self.decoder.decode(&buffer.values)?;
+        let kept = decoded.kept(buffer.len());
+        let mut batch = self.assemble(partition, &buffer, decoded.batch, kept.as_deref())?;
+        if let Some((first, e)) = decoded.bad.first() {
+            match self.config.bad_data {
+                BadData::Fail => {
+                    // The rows before the bad record are delivered; the
+                    // job then stops at it.
+                    let before = kept.as_deref().map_or(0, |k| {
+                        k.iter().take_while(|&&i| (i as usize) < *first).count()
+                    });
+                    batch = batch.slice(0, before);
+                    self.failure = Some(self.error(format!(
+                        "topic '{}' partition {partition} offset {}: {e} (set bad_data = 'drop' \
+                         or 'dead_letter' to skip malformed records)",
+                        self.config.topic, buffer.offsets[*first]
+                    )));
+                }
+                BadData::Drop => self.bad_rows += decoded.bad.len() as u64,
+                BadData::DeadLetter => {
+                    self.bad_rows += decoded.bad.len() as u64;
+                    if let Some(table) = &mut self.dead_letters {
+                        let records: Vec<_> = decoded
+                            .bad
+                            .iter()
+                            .map(|(i, e)| super::dead_letter::DeadLetter {
+                                raw: buffer.values.get(*i),
+                                error: e,
+                                partition,
+                                offset: buffer.offsets[*i],
+                                timestamp_ms: buffer.timestamps[*i],
+                            })
+                            .collect();
+                        table.write(&self.config.topic, &records)?;
+                    }
+                }
+            }
+        }
+        if batch.num_rows() > 0 {
+            self.ready.push_back((partition as u32, batch));
+        }
+        Ok(())
+    }
+
+    /// The stream's rows: decoded columns and metadata columns in the
+    /// declared order, for the records `kept` (all when `None`).
+    fn assemble(
+        &self,
+        partition: i32,
+        buffer: &PartitionBuffer,
+        decoded: RecordBatch,
+        kept: Option<&[u32]>,
+    ) -> Result<RecordBatch> {
+        let rows = decoded.num_rows();
+        let indices: Vec<usize> = match kept {
+            _ if self.metadata.is_empty() => Vec::new(),
+            None => (0..rows).collect(),
+            Some(k) => k.iter().map(|&i| i as usize).collect(),
+        };
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        let mut payload = decoded.columns().iter();
+        let mut metadata = self.metadata.iter().peekable();
+        for index in 0..self.schema.fields().len() {
+            let Some(column) = metadata.next_if(|m| m.index == index) else {
+                match payload.next() {
+                    Some(c) => columns.push(Arc::clone(c)),
+                    None => return Err(Error::invalid("decoded rows lack a column")),
+                }
+                continue;
+            };
+            let array: ArrayRef = match column.kind {
+                MetadataKind::Partition => Arc::new(Int32Array::from_value(partition, rows)),
+                MetadataKind::Offset => Arc::new(Int64Array::from_iter_values(
+                    indices.iter().map(|&i| buffer.offsets[i]),
+                )),
+                MetadataKind::Timestamp => {
+                    Arc::new(TimestampNanosecondArray::from_iter(indices.iter().map(
+                        |&i| buffer.timestamps[i].map(|ms| ms.saturating_mul(1_000_000)),
+                    )))
+                }
+                MetadataKind::Key => {
+                    let keys =
+                        BinaryArray::from_iter(indices.iter().map(|&i| buffer.keys[i].as_deref()));
+                    if column.data_type == DataType::Utf8 {
+                        // Keys that are not UTF-8 become NULL rather than
+                        // failing the record.
+                        Arc::new(
+                            keys.iter()
+                                .map(|k| k.and_then(|k| std::str::from_utf8(k).ok()))
+                                .collect::<StringArray>(),
+                        )
+                    } else {
+                        Arc::new(keys)
+                    }
+                }
+            };
+            let array = if array.data_type() == &column.data_type {
+                array
+            } else {
+                cast(&array, &column.data_type)?
+            };
+            columns.push(array);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+
+    /// Commits the positions read to the consumer group, for visibility.
+    fn commit_group(&mut self) {
+        self.last_group_commit = Instant::now();
+        if self.config.group.is_none() || self.positions.is_empty() {
+            return;
+        }
+        let mut offsets = TopicPartitionList::new();
+        for (&p, &o) in &self.positions {
+            if offsets
+                .add_partition_offset(&self.config.topic, p, Offset::Offset(o))
+                .is_err()
+            {
+                return;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&offsets, CommitMode::Async) {
+            tracing::debug!("stream '{}': group commit failed: {e}", self.stream);
+        }
+    }
+}
+
+impl Source for KafkaSource {
+    fn poll(&mut self) -> Result<Poll> {
+        loop {
+            if let Some((partition, batch)) = self.ready.pop_front() {
+                return Ok(Poll::Batch(partition, batch));
+            }
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
+            if !self.connected {
+                let now = Instant::now();
+                if now < self.next_attempt {
+                    return Ok(Poll::Idle(self.next_attempt - now));
+                }
+                if !self.connect()? {
+                    return Ok(Poll::Idle(self.backoff));
+                }
+            }
+            if self.reached_end() && self.buffered == 0 {
+                return Ok(Poll::End);
+            }
+            if self.end_offsets.is_none() && self.last_discovery.elapsed() >= DISCOVERY_INTERVAL {
+                self.discover()?;
+            }
+            if self.last_group_commit.elapsed() >= GROUP_COMMIT_INTERVAL {
+                self.commit_group();
+            }
+            let received = self.gather()?;
+            if self.buffered == 0 {
+                if self.reached_end() {
+                    return Ok(Poll::End);
+                }
+                if received == 0 {
+                    return Ok(Poll::Idle(Duration::ZERO));
+                }
+            }
+            self.decode_buffers()?;
+        }
+    }
+
+    fn bad_rows(&self) -> u64 {
+        self.bad_rows
+    }
+
+    fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
+    fn health(&self) -> Option<String> {
+        self.health.clone()
+    }
+}
+
+impl Drop for KafkaSource {
+    fn drop(&mut self) {
+        self.commit_group();
+    }
+}
+
+/// Why a topic's partitions could not be listed.
+pub(crate) enum TopicError {
+    /// The brokers did not answer.
+    Unreachable(KafkaError),
+    /// They answered: the topic cannot be read.
+    Fatal(String),
+}
+
+/// The partitions of `topic`, in order.
+pub(crate) fn topic_partitions(
+    consumer: &BaseConsumer,
+    topic: &str,
+) -> std::result::Result<Vec<i32>, TopicError> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
+        .map_err(TopicError::Unreachable)?;
+    let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+        return Err(TopicError::Fatal("the topic does not exist".into()));
+    };
+    if let Some(e) = found.error() {
+        let code = RDKafkaErrorCode::from(e);
+        return Err(TopicError::Fatal(match code {
+            RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
+                "the topic does not exist".into()
+            }
+            other => other.to_string(),
+        }));
+    }
+    let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
+    if partitions.is_empty() {
+        return Err(TopicError::Fatal("the topic has no partitions".into()));
+    }
+    partitions.sort_unstable();
+    Ok(partitions)
+}
