@@ -117,6 +117,12 @@ impl Records {
     /// Appends one record (a trailing newline of its own is dropped).
     pub fn push(&mut self, record: &[u8]) {
         let record = record.strip_suffix(b"\n").unwrap_or(record);
+        self.push_bytes(record);
+    }
+
+    /// Appends one record exactly as given: for binary records (Avro),
+    /// where a last byte 0x0A is data, not a line end.
+    pub fn push_bytes(&mut self, record: &[u8]) {
         self.data.extend_from_slice(record);
         self.ends.push(self.data.len());
         self.data.push(b'\n');

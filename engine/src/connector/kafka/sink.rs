@@ -83,7 +83,7 @@ impl KafkaSinkConfig {
             && schema.field_with_name(key).is_err()
         {
             return Err(Error::invalid(format!(
-                "key column '{key}' of {owner} is not among its columns ({})",
+                "key column '{key}' of sink '{owner}' is not among its columns ({})",
                 column_names(schema)
             )));
         }
