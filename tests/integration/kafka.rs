@@ -206,6 +206,13 @@ fn stderr(output: &std::process::Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// The stream option naming the registry, if there is one.
+fn registry_option(registry: Option<&SchemaRegistry>) -> String {
+    registry
+        .map(|r| format!(", schema_registry = '{}'", r.url))
+        .unwrap_or_default()
+}
+
 /// A bounded stream (`end = 'latest'`) of `format` trades, a VWAP view
 /// archived to Delta: the archive equals the independent computation.
 fn bounded_vwap_matches(test: &str, format: &'static str, seed: u64) {
@@ -214,10 +221,7 @@ fn bounded_vwap_matches(test: &str, format: &'static str, seed: u64) {
     };
     let registry = (format == "avro").then(SchemaRegistry::start);
     let trades = Trades::produce(&brokers, test, format, seed, 0, registry.as_ref());
-    let registry_option = registry
-        .as_ref()
-        .map(|r| format!(", schema_registry = '{}'", r.url))
-        .unwrap_or_default();
+    let registry_option = registry_option(registry.as_ref());
     let dir = tempfile::tempdir().unwrap();
     let sql = trades.stream_sql(&format!(", end = 'latest'{registry_option}")) + &vwap_view_sql("");
     assert_ok(&fibers_run_within(dir.path(), &sql, &[], BOUNDED_RUN));
@@ -304,10 +308,7 @@ fn dead_letters_list_exactly_the_bad_records(test: &str, format: &'static str, s
     let registry = (format == "avro").then(SchemaRegistry::start);
     let bad = 4;
     let trades = Trades::produce(&brokers, test, format, seed, bad, registry.as_ref());
-    let registry_option = registry
-        .as_ref()
-        .map(|r| format!(", schema_registry = '{}'", r.url))
-        .unwrap_or_default();
+    let registry_option = registry_option(registry.as_ref());
     let dir = tempfile::tempdir().unwrap();
     let sql = trades.stream_sql(&format!(
         ", end = 'latest', bad_data = 'dead_letter'{registry_option}"
