@@ -28,7 +28,10 @@ install() {
   echo "building tansu into $tools (once; about 15 minutes on two cores)" >&2
   local version=()
   [ -n "$TANSU_VERSION" ] && version=(--version "$TANSU_VERSION")
-  cargo install --locked tansu "${version[@]}" --features libsql,dynostore --root "$tools" >&2
+  # Without CARGO_TARGET_DIR, cargo install builds in a temporary directory
+  # and removes it, rather than leaving tansu's build in the project's.
+  env -u CARGO_TARGET_DIR cargo install --locked tansu "${version[@]}" \
+    --features libsql,dynostore --root "$tools" >&2
 }
 
 port_open() {
