@@ -6,17 +6,18 @@
 #
 #   scripts/kafka-broker.sh install        # build tansu (about 15 minutes on two cores, once)
 #   scripts/kafka-broker.sh start [PORT]   # start it (default port 9092); prints the bootstrap address
-#   scripts/kafka-broker.sh stop [PORT]
+#   scripts/kafka-broker.sh stop [PORT]    # stop it and wait until it has exited
 #
 # Environment: FIBERS_TOOLS (where tansu is installed, default
 # ~/.cache/datafibers/tools), FIBERS_BROKER_DIR (its storage and log,
-# default ~/.cache/datafibers/broker-PORT).
+# default ~/.cache/datafibers/broker-PORT; give start and stop the same),
+# TANSU_VERSION (default 0.6.0, the version the tests run against).
 #
 # To use your own Kafka instead, point a stream at it:
 #   CREATE STREAM ... WITH (connector = 'kafka', brokers = 'host:9092', ...)
 set -euo pipefail
 
-TANSU_VERSION="${TANSU_VERSION:-}"
+TANSU_VERSION="${TANSU_VERSION:-0.6.0}"
 tools="${FIBERS_TOOLS:-$HOME/.cache/datafibers/tools}"
 tansu="$tools/bin/tansu"
 
@@ -27,7 +28,10 @@ install() {
   echo "building tansu into $tools (once; about 15 minutes on two cores)" >&2
   local version=()
   [ -n "$TANSU_VERSION" ] && version=(--version "$TANSU_VERSION")
-  cargo install --locked tansu "${version[@]}" --features libsql,dynostore --root "$tools" >&2
+  # Without CARGO_TARGET_DIR, cargo install builds in a temporary directory
+  # and removes it, rather than leaving tansu's build in the project's.
+  env -u CARGO_TARGET_DIR cargo install --locked tansu "${version[@]}" \
+    --features libsql,dynostore --root "$tools" >&2
 }
 
 port_open() {
@@ -74,7 +78,18 @@ stop() {
   local port="${1:-9092}"
   local dir="${FIBERS_BROKER_DIR:-$HOME/.cache/datafibers/broker-$port}"
   if [ -f "$dir/broker.pid" ]; then
-    kill "$(cat "$dir/broker.pid")" 2>/dev/null || true
+    local pid
+    pid="$(cat "$dir/broker.pid")"
+    kill "$pid" 2>/dev/null || true
+    # Wait for it to exit, so the port is free for a restart at once.
+    for _ in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "tansu ($pid) did not stop within 10 s; killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+    fi
     rm -f "$dir/broker.pid"
   fi
 }

@@ -1,4 +1,5 @@
 //! Integration tests, compiled into one binary.
 
 mod common;
+mod kafka;
 mod run_cli;
