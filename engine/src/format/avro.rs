@@ -753,12 +753,7 @@ mod tests {
     #[test]
     fn an_unreachable_registry_fails_the_call() {
         let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]));
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = super::super::registry::test_registry::unreachable_url();
         let r = records(&[frame(1, &long(1))]);
         let err = decoder(&url, &schema).decode(&r).unwrap_err().to_string();
         assert!(

@@ -369,6 +369,16 @@ pub(crate) mod test_registry {
 
     use serde_json::{Value, json};
 
+    /// The URL of a port nobody listens on (bound, then freed).
+    pub fn unreachable_url() -> String {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        format!("http://127.0.0.1:{port}")
+    }
+
     /// What the registry holds and has been asked.
     #[derive(Debug, Default)]
     pub struct State {
@@ -585,13 +595,7 @@ mod tests {
         assert!(err.contains(&server.url), "{err}");
         assert!(err.contains("HTTP 500: store is down"), "{err}");
 
-        // A port nobody listens on: bind one, then free it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let url = format!("http://127.0.0.1:{port}");
+        let url = test_registry::unreachable_url();
         let err = SchemaRegistry::new(&url)
             .unwrap()
             .register("s", "{}")
