@@ -8,7 +8,7 @@
 //! were bad and why.
 
 pub(crate) mod avro;
-mod registry;
+pub(crate) mod registry;
 
 use std::ops::Range;
 use std::sync::Arc;

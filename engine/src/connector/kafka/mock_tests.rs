@@ -412,3 +412,73 @@ async fn idle_partitions_stop_holding_the_watermark_back() {
     // Only the first window: the second is still open.
     assert_eq!(volumes, [12], "the first window did not close (alone)");
 }
+
+#[test]
+fn avro_rows_published_through_a_registry_read_back() {
+    let registry = crate::format::registry::test_registry::TestRegistry::start();
+    let cluster = cluster("avro", 2);
+    let brokers = cluster.bootstrap_servers();
+    let avro = Format::Avro(crate::format::AvroConfig {
+        registry: registry.url.clone(),
+        subject: None,
+    });
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(Int64Array::from(vec![1, 2, 10])),
+            Arc::new(StringArray::from(vec![Some("a"), None, Some("j")])),
+        ],
+    )
+    .expect("batch");
+    let sink = KafkaSinkConfig {
+        brokers: brokers.clone(),
+        topic: "avro".into(),
+        format: avro.clone(),
+        key: None,
+        subject: "avro-value".into(),
+        key_in_value: true,
+        properties: vec![],
+    };
+    Publisher::new(&sink, Arc::clone(&schema))
+        .expect("publisher")
+        .publish(&[batch])
+        .expect("publish");
+    assert_eq!(registry.count("POST /subjects/avro-value/versions"), 1);
+
+    let mut config = config(&brokers, "avro", BadData::Fail);
+    config.format = avro;
+    let read_schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+        Field::new("_partition", DataType::Int32, false),
+    ]));
+    let mut source = KafkaSource::new("s", &config, read_schema, 100, None).expect("source");
+    let mut rows = Vec::new();
+    loop {
+        match source.poll().expect("poll") {
+            Poll::Batch(_, b) => {
+                let ids = b.column(0).as_primitive::<Int64Type>();
+                let names = b.column(1).as_string::<i32>();
+                for i in 0..b.num_rows() {
+                    let name = (!names.is_null(i)).then(|| names.value(i).to_string());
+                    rows.push((ids.value(i), name));
+                }
+            }
+            Poll::Idle(_) => {}
+            Poll::End => break,
+        }
+    }
+    rows.sort();
+    assert_eq!(
+        rows,
+        [
+            (1, Some("a".to_string())),
+            (2, None),
+            (10, Some("j".to_string()))
+        ]
+    );
+}

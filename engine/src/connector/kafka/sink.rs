@@ -56,9 +56,8 @@ impl KafkaSinkConfig {
         let topic = options.take_required("topic", owner)?;
         let format = Format::from_options(options, owner, FORMATS)?;
         let key = options.take("key");
-        let subject = options
-            .take("subject")
-            .unwrap_or_else(|| format!("{topic}-value"));
+        // The format took an Avro `subject`; this is its default.
+        let subject = format!("{topic}-value");
         if let Err(e) = producer_config(&brokers, &properties)
             .create_with_context::<_, ThreadedProducer<Delivery>>(Delivery::default())
         {
