@@ -482,3 +482,34 @@ fn avro_rows_published_through_a_registry_read_back() {
         ]
     );
 }
+
+#[test]
+fn tombstones_carry_no_row() {
+    let cluster = cluster("compacted", 1);
+    let brokers = cluster.bootstrap_servers();
+    produce(&brokers, "compacted", &[(0, r#"{"id": 1}"#)]);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            BaseRecord::<str, str>::to("compacted")
+                .partition(0)
+                .key("k"),
+        )
+        .map_err(|(e, _)| e)
+        .expect("send a tombstone");
+    producer.flush(Duration::from_secs(10)).expect("flush");
+    produce(&brokers, "compacted", &[(0, r#"{"id": 3}"#)]);
+    let mut source = KafkaSource::new(
+        "s",
+        &config(&brokers, "compacted", BadData::Fail),
+        schema(),
+        100,
+        None,
+    )
+    .expect("source");
+    let rows = read_all(&mut source).expect("a tombstone is not a bad record");
+    assert_eq!(rows, [(0, 0, 1), (0, 2, 3)]);
+}

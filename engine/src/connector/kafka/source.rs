@@ -329,12 +329,12 @@ impl KafkaSource {
 
     /// Polls messages into the partition buffers until a batch is full,
     /// the linger time is up, or nothing more is waiting. Returns how many
-    /// messages arrived.
+    /// messages arrived (rows or not).
     fn gather(&mut self) -> Result<usize> {
         let started = Instant::now();
-        let mut received = 0;
+        let mut seen = 0;
         while self.buffered < self.batch_size {
-            let timeout = if received == 0 {
+            let timeout = if seen == 0 {
                 Duration::from_millis(100)
             } else {
                 Duration::ZERO
@@ -347,6 +347,10 @@ impl KafkaSource {
                     break;
                 }
             };
+            seen += 1;
+            if seen % 256 == 0 && started.elapsed() >= LINGER {
+                break;
+            }
             let partition = message.partition();
             let offset = message.offset();
             self.positions.insert(partition, offset + 1);
@@ -356,8 +360,12 @@ impl KafkaSource {
             {
                 continue;
             }
+            // A tombstone (no value at all) deletes a key in a compacted
+            // topic; it carries no row.
+            let Some(value) = message.payload() else {
+                continue;
+            };
             let buffer = self.buffers.entry(partition).or_default();
-            let value = message.payload().unwrap_or_default();
             buffer.values.push(if self.text_format {
                 // A producer's line end is not part of a JSON or CSV record.
                 trim_line_end(value)
@@ -370,15 +378,11 @@ impl KafkaSource {
                 buffer.keys.push(message.key().map(<[u8]>::to_vec));
             }
             self.buffered += 1;
-            received += 1;
-            if received % 256 == 0 && started.elapsed() >= LINGER {
-                break;
-            }
         }
-        if received > 0 {
+        if seen > 0 {
             self.recovered();
         }
-        Ok(received)
+        Ok(seen)
     }
 
     fn on_consume_error(&mut self, e: KafkaError) -> Result<()> {
@@ -577,14 +581,19 @@ impl Source for KafkaSource {
             if self.last_group_commit.elapsed() >= GROUP_COMMIT_INTERVAL {
                 self.commit_group();
             }
-            let received = self.gather()?;
+            let seen = self.gather()?;
             if self.buffered == 0 {
                 if self.reached_end() {
                     return Ok(Poll::End);
                 }
-                if received == 0 {
-                    return Ok(Poll::Idle(Duration::ZERO));
-                }
+                // Nothing to decode: give the reader a turn (it checks for
+                // a stop), right away if messages are flowing.
+                let wait = if seen == 0 {
+                    Duration::from_millis(10)
+                } else {
+                    Duration::ZERO
+                };
+                return Ok(Poll::Idle(wait));
             }
             self.decode_buffers()?;
         }
