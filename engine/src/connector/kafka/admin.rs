@@ -224,9 +224,26 @@ fn infer_json(samples: &[Sample]) -> Option<SchemaRef> {
     let schema =
         arrow_json::reader::infer_json_schema_from_iterator(values.iter().map(|v| Ok(v.clone())))
             .ok()?;
-    let fields = schema
-        .fields()
-        .iter()
+    // Columns in the order the producer writes them, not by name.
+    let mut order: Vec<String> = Vec::new();
+    for (_, _, value) in samples {
+        if let Ok(KeyOrder(keys)) = serde_json::from_slice::<KeyOrder>(value) {
+            for key in keys {
+                if !order.contains(&key) {
+                    order.push(key);
+                }
+            }
+        }
+    }
+    let mut fields: Vec<_> = schema.fields().iter().collect();
+    fields.sort_by_key(|f| {
+        order
+            .iter()
+            .position(|k| k == f.name())
+            .unwrap_or(usize::MAX)
+    });
+    let fields = fields
+        .into_iter()
         .map(|field| {
             let data_type = match field.data_type() {
                 DataType::Utf8 if all_timestamps(&values, field.name()) => {
@@ -238,6 +255,35 @@ fn infer_json(samples: &[Sample]) -> Option<SchemaRef> {
         })
         .collect::<Vec<_>>();
     Some(Arc::new(Schema::new(fields)))
+}
+
+/// The keys of a JSON object, in the order written.
+struct KeyOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeyOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeyOrder;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<KeyOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeyOrder(keys))
+            }
+        }
+        deserializer.deserialize_map(Keys)
+    }
 }
 
 fn all_timestamps(values: &[serde_json::Value], name: &str) -> bool {
@@ -316,4 +362,43 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::invalid(format!("the Kafka request failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_inferred_in_the_order_written_with_timestamps_typed() {
+        let samples: Vec<Sample> = [
+            r#"{"symbol": "A", "price": 1.5, "ts": "2024-01-01T00:00:01.250"}"#,
+            r#"{"symbol": "B", "price": 2, "ts": "2024-01-01 00:00:02", "venue": "X"}"#,
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (0, i as i64, v.as_bytes().to_vec()))
+        .collect();
+        let schema = infer_json(&samples).expect("JSON objects");
+        let columns: Vec<(String, String)> = schema
+            .fields()
+            .iter()
+            .map(|f| (f.name().clone(), arrow_type_to_sql(f.data_type())))
+            .collect();
+        assert_eq!(
+            columns,
+            [
+                ("symbol".to_string(), "TEXT".to_string()),
+                ("price".to_string(), "DOUBLE".to_string()),
+                ("ts".to_string(), "TIMESTAMP".to_string()),
+                ("venue".to_string(), "TEXT".to_string()),
+            ]
+        );
+        let ddl = suggest_stream("k:9092", "trades.v1", Some(&schema));
+        assert!(
+            ddl.starts_with("CREATE STREAM trades_v1 (symbol TEXT, price DOUBLE, ts TIMESTAMP, venue TEXT, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)"),
+            "{ddl}"
+        );
+        let not_json: Vec<Sample> = vec![(0, 0, b"plain text".to_vec())];
+        assert!(infer_json(&not_json).is_none());
+    }
 }
