@@ -513,3 +513,27 @@ fn tombstones_carry_no_row() {
     let rows = read_all(&mut source).expect("a tombstone is not a bad record");
     assert_eq!(rows, [(0, 0, 1), (0, 2, 3)]);
 }
+
+/// Large batches are cut by time as well as size: every message polled
+/// must land in some batch.
+#[test]
+fn no_message_is_lost_when_batches_are_cut() {
+    let cluster = cluster("many", 3);
+    let brokers = cluster.bootstrap_servers();
+    let messages: Vec<(i32, String)> = (0..20_000)
+        .map(|i| (i % 3, format!("{{\"id\": {i}}}")))
+        .collect();
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "many", &refs);
+    let config = config(&brokers, "many", BadData::Fail);
+    let mut source = KafkaSource::new("s", &config, schema(), 1 << 20, None)
+        .expect("source")
+        .without_linger();
+    let mut ids: Vec<i64> = read_all(&mut source)
+        .expect("rows")
+        .into_iter()
+        .map(|r| r.2)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, (0..20_000).collect::<Vec<i64>>());
+}

@@ -62,6 +62,8 @@ pub(crate) struct KafkaSource {
     schema: SchemaRef,
     metadata: Vec<MetadataColumn>,
     keep_keys: bool,
+    /// How long one poll gathers messages at most ([`LINGER`]).
+    linger: Duration,
     /// JSON or CSV: line ends around a value are not part of it.
     text_format: bool,
     batch_size: usize,
@@ -113,6 +115,7 @@ impl KafkaSource {
             consumer,
             decoder,
             keep_keys: metadata.iter().any(|m| m.kind == MetadataKind::Key),
+            linger: LINGER,
             text_format: matches!(config.format, Format::Json | Format::Csv { .. }),
             schema,
             metadata,
@@ -134,6 +137,13 @@ impl KafkaSource {
             last_discovery: now,
             last_group_commit: now,
         })
+    }
+
+    /// Cuts batches after every 256 messages (tests of batch cutting).
+    #[cfg(test)]
+    pub fn without_linger(mut self) -> Self {
+        self.linger = Duration::ZERO;
+        self
     }
 
     /// Limits the read to what an ad-hoc scan's filters allow.
@@ -334,6 +344,11 @@ impl KafkaSource {
         let started = Instant::now();
         let mut seen = 0;
         while self.buffered < self.batch_size {
+            // Bound the latency of a batch on a busy topic; checked before
+            // polling, so no polled message is ever left behind.
+            if seen > 0 && seen % 256 == 0 && started.elapsed() >= self.linger {
+                break;
+            }
             let timeout = if seen == 0 {
                 Duration::from_millis(100)
             } else {
@@ -348,9 +363,6 @@ impl KafkaSource {
                 }
             };
             seen += 1;
-            if seen % 256 == 0 && started.elapsed() >= LINGER {
-                break;
-            }
             let partition = message.partition();
             let offset = message.offset();
             self.positions.insert(partition, offset + 1);
