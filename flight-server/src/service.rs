@@ -11,11 +11,12 @@ use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    CommandGetSqlInfo, CommandGetTableTypes, CommandStatementQuery, CommandStatementUpdate,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    CommandGetCatalogs, CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes,
+    CommandGetTables, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt, SqlInfo,
+    TicketStatementQuery,
 };
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use fibers_engine::{Engine, ParsedStatement, StatementResult};
+use fibers_engine::{Engine, ObjectKind, ParsedStatement, StatementResult};
 use fibers_sql::Statement;
 use futures::{Stream, TryStreamExt};
 use prost::Message;
@@ -25,7 +26,21 @@ use crate::ticket::StatementTicket;
 use crate::{Error, Result};
 
 /// The object kinds `GetTableTypes` lists, as Flight SQL table types.
-pub(crate) const TABLE_TYPES: [&str; 3] = ["STREAM", "MATERIALIZED VIEW", "SINK"];
+const TABLE_TYPES: [&str; 3] = ["STREAM", "MATERIALIZED VIEW", "SINK"];
+
+/// The catalog and schema metadata calls report every object in: the
+/// names under which ad-hoc queries resolve them (DataFusion's defaults),
+/// so a client that qualifies a name it was given still finds the table.
+const CATALOG: &str = "datafusion";
+const DB_SCHEMA: &str = "public";
+
+fn table_type(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Stream => TABLE_TYPES[0],
+        ObjectKind::View => TABLE_TYPES[1],
+        ObjectKind::Sink => TABLE_TYPES[2],
+    }
+}
 
 type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -278,6 +293,97 @@ impl FlightSqlService for FibersFlightSqlService {
         let mut builder = query.into_builder();
         for table_type in TABLE_TYPES {
             builder.append(table_type);
+        }
+        let schema = builder.schema();
+        let batch = builder.build().map_err(Error::from)?;
+        Ok(Response::new(encode(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        let ticket = Ticket::new(query.as_any().encode_to_vec());
+        Ok(Response::new(flight_info(
+            ticket,
+            Some(&schema),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let mut builder = query.into_builder();
+        builder.append(CATALOG);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(Error::from)?;
+        Ok(Response::new(encode(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        let ticket = Ticket::new(query.as_any().encode_to_vec());
+        Ok(Response::new(flight_info(
+            ticket,
+            Some(&schema),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        // The builder applies the request's catalog and pattern filters.
+        let mut builder = query.into_builder();
+        builder.append(CATALOG, DB_SCHEMA);
+        let schema = builder.schema();
+        let batch = builder.build().map_err(Error::from)?;
+        Ok(Response::new(encode(schema, vec![batch])))
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        let ticket = Ticket::new(query.as_any().encode_to_vec());
+        Ok(Response::new(flight_info(
+            ticket,
+            Some(&schema),
+            request.into_inner(),
+        )?))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        // The builder applies the request's catalog, pattern and table type
+        // filters, and includes the schemas only if asked.
+        let mut builder = query.into_builder();
+        for table in self.engine.tables().await {
+            builder
+                .append(
+                    CATALOG,
+                    DB_SCHEMA,
+                    &table.name,
+                    table_type(table.kind),
+                    &table.schema,
+                )
+                .map_err(Error::from)?;
         }
         let schema = builder.schema();
         let batch = builder.build().map_err(Error::from)?;

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use arrow_flight::sql::SqlInfo;
 use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
 use arrow_flight::{FlightInfo, Ticket};
 use futures::TryStreamExt;
 use tonic::transport::Channel;
@@ -272,7 +272,7 @@ async fn a_bad_statement_is_an_error_and_the_server_lives_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sql_info_and_table_types() {
+async fn metadata_for_browsing_clients() {
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(dir.path());
     let mut client = server.client().await;
@@ -301,12 +301,47 @@ async fn sql_info_and_table_types() {
         ]
     );
 
-    let tables = client
-        .get_catalogs()
+    let info = client.get_catalogs().await.expect("GetCatalogs");
+    let batches = fetch(&mut client, info).await.expect("GetCatalogs rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert_eq!(
+        lines(&table),
+        [
+            "+--------------+",
+            "| catalog_name |",
+            "+--------------+",
+            "| datafusion   |",
+            "+--------------+"
+        ]
+    );
+
+    let info = client
+        .get_db_schemas(CommandGetDbSchemas::default())
         .await
-        .expect_err("GetCatalogs is not implemented yet")
+        .expect("GetDbSchemas");
+    let batches = fetch(&mut client, info).await.expect("GetDbSchemas rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert_eq!(
+        lines(&table),
+        [
+            "+--------------+----------------+",
+            "| catalog_name | db_schema_name |",
+            "+--------------+----------------+",
+            "| datafusion   | public         |",
+            "+--------------+----------------+",
+        ]
+    );
+
+    // Prepared statements are a later slice: refused, not faked.
+    let prepared = client
+        .prepare("SELECT 1".to_string(), None)
+        .await
+        .expect_err("prepared statements are not implemented yet")
         .to_string();
-    assert!(tables.contains("not implemented"), "{tables}");
+    assert!(
+        prepared.contains("not implemented") && prepared.contains("prepared_statement"),
+        "{prepared}"
+    );
 }
 
 #[test]
