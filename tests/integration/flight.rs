@@ -197,6 +197,38 @@ async fn ddl_then_select_over_a_view_and_show() {
         ]
     );
 
+    // Metadata lists them under the names queries resolve.
+    let info = client
+        .get_tables(CommandGetTables {
+            include_schema: false,
+            ..Default::default()
+        })
+        .await
+        .expect("GetTables");
+    let tables = fetch(&mut client, info).await.expect("GetTables rows");
+    let tables = pretty_format_batches(&tables).expect("format").to_string();
+    assert_eq!(
+        lines(&tables),
+        [
+            "+--------------+----------------+------------+-------------------+",
+            "| catalog_name | db_schema_name | table_name | table_type        |",
+            "+--------------+----------------+------------+-------------------+",
+            "| datafusion   | public         | totals     | MATERIALIZED VIEW |",
+            "| datafusion   | public         | trades     | STREAM            |",
+            "+--------------+----------------+------------+-------------------+",
+        ]
+    );
+    let qualified = query(
+        &mut client,
+        "SELECT count(*) AS n FROM datafusion.public.totals",
+    )
+    .await
+    .expect("SELECT with the name GetTables gave");
+    assert_eq!(
+        lines(&qualified),
+        ["+---+", "| n |", "+---+", "| 3 |", "+---+"]
+    );
+
     let streams = query(&mut client, "SHOW STREAMS")
         .await
         .expect("SHOW STREAMS");
@@ -339,7 +371,10 @@ async fn metadata_for_browsing_clients() {
         .expect_err("prepared statements are not implemented yet")
         .to_string();
     assert!(
-        prepared.contains("not implemented") && prepared.contains("prepared_statement"),
+        prepared.contains(
+            "prepared statements (ActionCreatePreparedStatementRequest): \
+                           not implemented by DataFibers yet"
+        ),
         "{prepared}"
     );
 }
