@@ -133,8 +133,8 @@ fn affected_rows(outcome: &str) -> Result<i64> {
     }
 }
 
-/// A FlightInfo with one endpoint whose ticket is `command`, an Any-wrapped
-/// Flight SQL message.
+/// A FlightInfo answering `descriptor` with one endpoint, fetched with
+/// `ticket`, and the result schema when it is known before running.
 fn flight_info(
     ticket: Ticket,
     schema: Option<&Schema>,

@@ -81,6 +81,25 @@ impl Server {
         FlightSqlServiceClient::new(channel)
     }
 
+    /// Sends SIGTERM and waits (up to a minute) for the server to exit;
+    /// returns its exit status and what it printed on stderr.
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "send SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for fibers serve") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("fibers serve did not exit after SIGTERM:\n{}", self.stop());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.stop())
+    }
+
     /// Kills the server and returns what it printed on stderr.
     fn stop(&mut self) -> String {
         let _ = self.child.kill();
@@ -377,6 +396,33 @@ async fn metadata_for_browsing_clients() {
         ),
         "{prepared}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_and_its_jobs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path());
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE STREAM ticks WITH (connector = 'stocks', rate = '100')".to_string(),
+            None,
+        )
+        .await
+        .expect("CREATE STREAM over a live feed");
+    client
+        .execute_update(
+            "CREATE MATERIALIZED VIEW live WITH (archive = 'parquet', path = 'live') AS \
+             SELECT symbol, price FROM ticks"
+                .to_string(),
+            None,
+        )
+        .await
+        .expect("CREATE MATERIALIZED VIEW over a live feed");
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("shutting down: stopping jobs"), "{stderr}");
 }
 
 #[test]
