@@ -1,7 +1,8 @@
 //! `fibers serve` driven by the Rust Flight SQL client: DDL, queries over a
-//! materialized view, SHOW, errors, and metadata.
+//! materialized view, SHOW, errors, metadata, shutdown and the
+//! loopback-only rule.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -49,7 +50,6 @@ impl Server {
                 printed.push_str(&line);
                 line.clear();
             }
-            let _ = lines.read_to_string(&mut printed);
             printed
         });
         let mut server = Server {
