@@ -2,7 +2,9 @@
 
 mod output;
 mod run;
+mod serve;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -46,6 +48,23 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// Serve the engine over Arrow Flight SQL until Ctrl-C or SIGTERM.
+    ///
+    /// Jobs defined earlier in the data dir resume at start. Only loopback
+    /// addresses are accepted until authentication is implemented.
+    Serve {
+        /// The address to listen on (port 0 picks a free port).
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// Directory holding the catalog and, by default, the archives.
+        #[arg(
+            long,
+            value_name = "DIR",
+            env = "FIBERS_DATA_DIR",
+            default_value = "fibers-data"
+        )]
+        data_dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -75,6 +94,7 @@ fn main() -> ExitCode {
                 run_for,
                 format,
             } => run::run(&file, data_dir, run_for, format).await,
+            Command::Serve { listen, data_dir } => serve::serve(listen, data_dir).await,
         }
     });
     match result {

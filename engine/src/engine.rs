@@ -77,6 +77,18 @@ impl StreamResolver for Objects {
     }
 }
 
+/// A stream, view or sink, as metadata listings (such as Flight SQL's
+/// `GetTables`) show it.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    /// Its name, as queries refer to it.
+    pub name: String,
+    /// Whether it is a stream, a view or a sink.
+    pub kind: ObjectKind,
+    /// The schema of its rows.
+    pub schema: SchemaRef,
+}
+
 /// The DataFibers engine over one data dir.
 ///
 /// Opening it re-plans every definition in the catalog and resumes the jobs
@@ -403,6 +415,23 @@ impl Engine {
             objects.outputs.remove(name);
         }
         Ok(StatementResult::Done(done.into()))
+    }
+
+    /// Every stream, view and sink with the schema of its rows: streams
+    /// first, then views and sinks, each ordered by name.
+    pub async fn tables(&self) -> Vec<TableInfo> {
+        let objects = self.objects.lock().await;
+        let streams = objects.streams.iter().map(|(name, stream)| TableInfo {
+            name: name.clone(),
+            kind: ObjectKind::Stream,
+            schema: Arc::clone(&stream.schema),
+        });
+        let outputs = objects.outputs.iter().map(|(name, output)| TableInfo {
+            name: name.clone(),
+            kind: output.kind,
+            schema: Arc::clone(&output.schema),
+        });
+        streams.chain(outputs).collect()
     }
 
     /// Waits for every running job over a bounded source to finish.

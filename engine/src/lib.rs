@@ -23,8 +23,9 @@ mod runner;
 mod watermark;
 
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, TableInfo};
 pub use error::{Error, Result};
+pub use fibers_catalog::ObjectKind;
 pub use fibers_sql::{ParsedStatement, parse_script};
 pub use result::StatementResult;
 pub use runner::QueryRunner;

@@ -1,5 +1,6 @@
 //! Integration tests, compiled into one binary.
 
 mod common;
+mod flight;
 mod kafka;
 mod run_cli;

@@ -1,0 +1,442 @@
+//! `fibers serve` driven by the Rust Flight SQL client: DDL, queries over a
+//! materialized view, SHOW, errors, metadata, shutdown and the
+//! loopback-only rule.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
+use arrow_flight::{FlightInfo, Ticket};
+use futures::TryStreamExt;
+use tonic::transport::Channel;
+
+/// A running `fibers serve`, killed when dropped (also when a test fails).
+struct Server {
+    child: Child,
+    address: SocketAddr,
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
+
+impl Server {
+    /// Starts `fibers serve` on a port the OS picks, with its data dir
+    /// under `dir`, and waits until it listens.
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fibers"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start fibers serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let (address_tx, address_rx) = mpsc::channel();
+        // Reads the announced address, then keeps draining stderr so the
+        // server never blocks on a full pipe; returns all it printed.
+        let reader = std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr);
+            let mut printed = String::new();
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(address) = line.trim().strip_prefix("Flight SQL listening on ") {
+                    let _ = address_tx.send(address.to_string());
+                }
+                printed.push_str(&line);
+                line.clear();
+            }
+            printed
+        });
+        let mut server = Server {
+            child,
+            address: SocketAddr::from(([127, 0, 0, 1], 0)),
+            stderr: Some(reader),
+        };
+        match address_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(address) => {
+                server.address = address
+                    .parse()
+                    .unwrap_or_else(|_| panic!("fibers serve announced {address:?}"));
+                server
+            }
+            Err(_) => panic!(
+                "fibers serve did not announce its address; stderr:\n{}",
+                server.stop()
+            ),
+        }
+    }
+
+    async fn client(&self) -> FlightSqlServiceClient<Channel> {
+        let channel = Channel::from_shared(format!("http://{}", self.address))
+            .expect("endpoint URL")
+            .connect_timeout(Duration::from_secs(10))
+            .connect()
+            .await
+            .expect("connect to fibers serve");
+        FlightSqlServiceClient::new(channel)
+    }
+
+    /// Sends SIGTERM and waits (up to a minute) for the server to exit;
+    /// returns its exit status and what it printed on stderr.
+    fn terminate(&mut self) -> (std::process::ExitStatus, String) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) with a pid of our own child and a valid signal.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "send SIGTERM");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait for fibers serve") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("fibers serve did not exit after SIGTERM:\n{}", self.stop());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, self.stop())
+    }
+
+    /// Kills the server and returns what it printed on stderr.
+    fn stop(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.stderr
+            .take()
+            .and_then(|reader| reader.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Fetches every endpoint of `info`.
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, String> {
+    let mut batches = Vec::new();
+    for endpoint in info.endpoint {
+        let ticket: Ticket = endpoint.ticket.ok_or("an endpoint without a ticket")?;
+        let stream = client.do_get(ticket).await.map_err(|e| e.to_string())?;
+        batches.extend(
+            stream
+                .try_collect::<Vec<_>>()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    Ok(batches)
+}
+
+/// Runs `sql` as a Flight SQL query (GetFlightInfo, then DoGet).
+async fn query(client: &mut FlightSqlServiceClient<Channel>, sql: &str) -> Result<String, String> {
+    let info = client
+        .execute(sql.to_string(), None)
+        .await
+        .map_err(|e| e.to_string())?;
+    let batches = fetch(client, info).await?;
+    pretty_format_batches(&batches)
+        .map(|table| table.to_string())
+        .map_err(|e| e.to_string())
+}
+
+fn trades_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/slt/data/trades.jsonl")
+}
+
+fn lines(table: &str) -> Vec<&str> {
+    table.lines().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ddl_then_select_over_a_view_and_show() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let mut client = server.client().await;
+
+    let created = client
+        .execute_update(
+            format!(
+                "CREATE STREAM trades (
+                   symbol TEXT NOT NULL, price DOUBLE, volume BIGINT, ts TIMESTAMP,
+                   WATERMARK FOR ts AS ts - INTERVAL '10' SECOND
+                 ) WITH (connector = 'file', path = '{}', format = 'json')",
+                trades_file().display()
+            ),
+            None,
+        )
+        .await
+        .expect("CREATE STREAM");
+    assert_eq!(created, 0);
+
+    // DDL also works as a query: it runs once, and its ticket returns the
+    // outcome.
+    let view = query(
+        &mut client,
+        "CREATE MATERIALIZED VIEW totals WITH (archive = 'delta', path = 'totals') AS
+           SELECT window_start, window_end, count(*) AS n, sum(volume) AS volume
+           FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE)
+           GROUP BY window_start, window_end",
+    )
+    .await
+    .expect("CREATE MATERIALIZED VIEW");
+    assert_eq!(
+        lines(&view),
+        [
+            "+--------------------------+",
+            "| status                   |",
+            "+--------------------------+",
+            "| CREATE MATERIALIZED VIEW |",
+            "+--------------------------+",
+        ]
+    );
+
+    // The same rows as tests/slt/adhoc.slt, through Flight.
+    let totals = query(&mut client, "SELECT * FROM totals ORDER BY window_start")
+        .await
+        .expect("SELECT over the view");
+    assert_eq!(
+        lines(&totals),
+        [
+            "+---------------------+---------------------+---+--------+",
+            "| window_start        | window_end          | n | volume |",
+            "+---------------------+---------------------+---+--------+",
+            "| 2024-01-01T09:30:00 | 2024-01-01T09:31:00 | 6 | 1250   |",
+            "| 2024-01-01T09:31:00 | 2024-01-01T09:32:00 | 3 | 550    |",
+            "| 2024-01-01T09:32:00 | 2024-01-01T09:33:00 | 4 | 750    |",
+            "+---------------------+---------------------+---+--------+",
+        ]
+    );
+
+    // Metadata lists them under the names queries resolve.
+    let info = client
+        .get_tables(CommandGetTables {
+            include_schema: false,
+            ..Default::default()
+        })
+        .await
+        .expect("GetTables");
+    let tables = fetch(&mut client, info).await.expect("GetTables rows");
+    let tables = pretty_format_batches(&tables).expect("format").to_string();
+    assert_eq!(
+        lines(&tables),
+        [
+            "+--------------+----------------+------------+-------------------+",
+            "| catalog_name | db_schema_name | table_name | table_type        |",
+            "+--------------+----------------+------------+-------------------+",
+            "| datafusion   | public         | totals     | MATERIALIZED VIEW |",
+            "| datafusion   | public         | trades     | STREAM            |",
+            "+--------------+----------------+------------+-------------------+",
+        ]
+    );
+    let qualified = query(
+        &mut client,
+        "SELECT count(*) AS n FROM datafusion.public.totals",
+    )
+    .await
+    .expect("SELECT with the name GetTables gave");
+    assert_eq!(
+        lines(&qualified),
+        ["+---+", "| n |", "+---+", "| 3 |", "+---+"]
+    );
+
+    let streams = query(&mut client, "SHOW STREAMS")
+        .await
+        .expect("SHOW STREAMS");
+    assert_eq!(
+        lines(&streams),
+        [
+            "+--------+-----------+-----------+",
+            "| name   | connector | watermark |",
+            "+--------+-----------+-----------+",
+            "| trades | file      | ts - 10s  |",
+            "+--------+-----------+-----------+",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_statement_is_an_error_and_the_server_lives_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let mut client = server.client().await;
+
+    let missing = query(&mut client, "SELECT * FROM nowhere")
+        .await
+        .expect_err("a query over a missing table");
+    assert!(
+        missing.contains("invalid argument")
+            && missing.contains("table 'datafusion.public.nowhere' not found"),
+        "{missing}"
+    );
+
+    let unparsable = query(&mut client, "SELEC 1")
+        .await
+        .expect_err("a statement that does not parse");
+    assert!(
+        unparsable.contains("invalid argument") && unparsable.contains("SELEC"),
+        "{unparsable}"
+    );
+
+    let two = query(&mut client, "SHOW STREAMS; SHOW VIEWS")
+        .await
+        .expect_err("two statements in one request");
+    assert!(two.contains("one statement, but 2 were given"), "{two}");
+
+    let rows_as_update = client
+        .execute_update("SHOW STREAMS".to_string(), None)
+        .await
+        .expect_err("a query sent as an update")
+        .to_string();
+    assert!(rows_as_update.contains("returns rows"), "{rows_as_update}");
+
+    // Still serving: the next statements run.
+    let created = client
+        .execute_update(
+            "CREATE STREAM ticks WITH (connector = 'stocks', rate = '0', limit = '10')".to_string(),
+            None,
+        )
+        .await
+        .expect("CREATE STREAM after the errors");
+    assert_eq!(created, 0);
+    let streams = query(&mut client, "SHOW STREAMS")
+        .await
+        .expect("SHOW STREAMS");
+    assert_eq!(
+        lines(&streams),
+        [
+            "+-------+-----------+-----------+",
+            "| name  | connector | watermark |",
+            "+-------+-----------+-----------+",
+            "| ticks | stocks    | ts - 2s   |",
+            "+-------+-----------+-----------+",
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_for_browsing_clients() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let mut client = server.client().await;
+
+    let info = client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName])
+        .await
+        .expect("GetSqlInfo");
+    let batches = fetch(&mut client, info).await.expect("GetSqlInfo rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert!(table.contains("DataFibers"), "{table}");
+
+    let info = client.get_table_types().await.expect("GetTableTypes");
+    let batches = fetch(&mut client, info).await.expect("GetTableTypes rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert_eq!(
+        lines(&table),
+        [
+            "+-------------------+",
+            "| table_type        |",
+            "+-------------------+",
+            "| MATERIALIZED VIEW |",
+            "| SINK              |",
+            "| STREAM            |",
+            "+-------------------+",
+        ]
+    );
+
+    let info = client.get_catalogs().await.expect("GetCatalogs");
+    let batches = fetch(&mut client, info).await.expect("GetCatalogs rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert_eq!(
+        lines(&table),
+        [
+            "+--------------+",
+            "| catalog_name |",
+            "+--------------+",
+            "| datafusion   |",
+            "+--------------+"
+        ]
+    );
+
+    let info = client
+        .get_db_schemas(CommandGetDbSchemas::default())
+        .await
+        .expect("GetDbSchemas");
+    let batches = fetch(&mut client, info).await.expect("GetDbSchemas rows");
+    let table = pretty_format_batches(&batches).expect("format").to_string();
+    assert_eq!(
+        lines(&table),
+        [
+            "+--------------+----------------+",
+            "| catalog_name | db_schema_name |",
+            "+--------------+----------------+",
+            "| datafusion   | public         |",
+            "+--------------+----------------+",
+        ]
+    );
+
+    // Prepared statements are a later slice: refused, not faked.
+    let prepared = client
+        .prepare("SELECT 1".to_string(), None)
+        .await
+        .expect_err("prepared statements are not implemented yet")
+        .to_string();
+    assert!(
+        prepared.contains(
+            "prepared statements (ActionCreatePreparedStatementRequest): \
+                           not implemented by DataFibers yet"
+        ),
+        "{prepared}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_and_its_jobs() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path());
+    let mut client = server.client().await;
+    client
+        .execute_update(
+            "CREATE STREAM ticks WITH (connector = 'stocks', rate = '100')".to_string(),
+            None,
+        )
+        .await
+        .expect("CREATE STREAM over a live feed");
+    client
+        .execute_update(
+            "CREATE MATERIALIZED VIEW live WITH (archive = 'parquet', path = 'live') AS \
+             SELECT symbol, price FROM ticks"
+                .to_string(),
+            None,
+        )
+        .await
+        .expect("CREATE MATERIALIZED VIEW over a live feed");
+
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("shutting down: stopping jobs"), "{stderr}");
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = Command::new(env!("CARGO_BIN_EXE_fibers"))
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .output()
+        .expect("run fibers serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("authentication is not implemented yet"),
+        "{stderr}"
+    );
+}
