@@ -21,6 +21,19 @@ struct Cli {
     command: Command,
 }
 
+/// Where an engine keeps its catalog and, by default, its archives.
+#[derive(Debug, clap::Args)]
+struct DataDir {
+    /// Directory holding the catalog and, by default, the archives.
+    #[arg(
+        long = "data-dir",
+        value_name = "DIR",
+        env = "FIBERS_DATA_DIR",
+        default_value = "fibers-data"
+    )]
+    path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a SQL script with an embedded engine (no server, no broker).
@@ -32,14 +45,8 @@ enum Command {
     Run {
         /// The SQL script (statements separated by ';').
         file: PathBuf,
-        /// Directory holding the catalog and, by default, the archives.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "FIBERS_DATA_DIR",
-            default_value = "fibers-data"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDir,
         /// Stop the jobs after this long (e.g. 30s, 5m); default: run until
         /// bounded input ends, or until Ctrl-C.
         #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -56,14 +63,8 @@ enum Command {
         /// The address to listen on (port 0 picks a free port).
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
         listen: SocketAddr,
-        /// Directory holding the catalog and, by default, the archives.
-        #[arg(
-            long,
-            value_name = "DIR",
-            env = "FIBERS_DATA_DIR",
-            default_value = "fibers-data"
-        )]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        data_dir: DataDir,
     },
 }
 
@@ -93,8 +94,8 @@ fn main() -> ExitCode {
                 data_dir,
                 run_for,
                 format,
-            } => run::run(&file, data_dir, run_for, format).await,
-            Command::Serve { listen, data_dir } => serve::serve(listen, data_dir).await,
+            } => run::run(&file, data_dir.path, run_for, format).await,
+            Command::Serve { listen, data_dir } => serve::serve(listen, data_dir.path).await,
         }
     });
     match result {

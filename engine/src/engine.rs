@@ -17,7 +17,7 @@ use crate::archive::ArchiveConfig;
 use crate::connector::{StreamDef, kafka};
 use crate::job::{JobHandle, JobSpec};
 use crate::plan::InputTable;
-use crate::{Error, Result, StatementResult, query};
+use crate::{Error, Result, StatementResult, insert, query};
 
 /// Settings of an engine.
 #[derive(Debug, Clone)]
@@ -213,7 +213,7 @@ impl Engine {
                     let objects = self.objects.lock().await;
                     (objects.streams.clone(), objects.outputs.clone())
                 };
-                query::insert(statement, &streams, &outputs, self.config.batch_size).await
+                insert::insert(statement, &streams, &outputs, self.config.batch_size).await
             }
             Statement::Query(statement) => {
                 self.wait_for_bounded_jobs().await;

@@ -14,6 +14,7 @@ mod connector;
 mod engine;
 mod error;
 mod format;
+mod insert;
 mod job;
 mod operator;
 mod plan;

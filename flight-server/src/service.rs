@@ -149,6 +149,21 @@ fn flight_info(
     Ok(info)
 }
 
+/// The FlightInfo of a metadata command: the command itself is the
+/// ticket, and the result schema is known before running.
+fn metadata_info(
+    command: &impl ProstMessageExt,
+    schema: &Schema,
+    request: Request<FlightDescriptor>,
+) -> std::result::Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket::new(command.as_any().encode_to_vec());
+    Ok(Response::new(flight_info(
+        ticket,
+        Some(schema),
+        request.into_inner(),
+    )?))
+}
+
 /// Streams `batches` (already computed) as Flight data.
 fn encode(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataStream {
     let batches = futures::stream::iter(batches.into_iter().map(Ok));
@@ -258,12 +273,7 @@ impl FlightSqlService for FibersFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder(&self.sql_info).schema();
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        Ok(Response::new(flight_info(
-            ticket,
-            Some(&schema),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_sql_info(
@@ -283,12 +293,7 @@ impl FlightSqlService for FibersFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        Ok(Response::new(flight_info(
-            ticket,
-            Some(&schema),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_table_types(
@@ -311,12 +316,7 @@ impl FlightSqlService for FibersFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.into_builder().schema();
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        Ok(Response::new(flight_info(
-            ticket,
-            Some(&schema),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_catalogs(
@@ -337,12 +337,7 @@ impl FlightSqlService for FibersFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        Ok(Response::new(flight_info(
-            ticket,
-            Some(&schema),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_schemas(
@@ -364,12 +359,7 @@ impl FlightSqlService for FibersFlightSqlService {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let schema = query.clone().into_builder().schema();
-        let ticket = Ticket::new(query.as_any().encode_to_vec());
-        Ok(Response::new(flight_info(
-            ticket,
-            Some(&schema),
-            request.into_inner(),
-        )?))
+        metadata_info(&query, &schema, request)
     }
 
     async fn do_get_tables(
