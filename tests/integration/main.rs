@@ -4,3 +4,4 @@ mod common;
 mod flight;
 mod kafka;
 mod run_cli;
+mod server;
