@@ -29,7 +29,14 @@ pub async fn serve(listen: SocketAddr, data_dir: PathBuf) -> anyhow::Result<()> 
     };
     // Tests and scripts read the actual address (port 0 picks one).
     eprintln!("Flight SQL listening on {}", server.local_addr());
-    let served = server.serve(Arc::clone(&engine), shutdown_signal()).await;
+    // Subscriptions never end by themselves: end them first, so the server
+    // can finish the requests in flight.
+    let subscriptions = Arc::clone(&engine);
+    let shutdown = async move {
+        shutdown_signal().await;
+        subscriptions.close_subscriptions();
+    };
+    let served = server.serve(Arc::clone(&engine), shutdown).await;
     engine.shutdown().await;
     served?;
     Ok(())

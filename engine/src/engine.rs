@@ -4,20 +4,24 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
+use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
 use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
 use fibers_sql::{
     CreateQuery, CreateStream, ParsedStatement, Statement, StreamInfo, StreamResolver,
-    plan_continuous_query,
+    SubscribeFrom, plan_continuous_query,
 };
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, watch};
 
 use crate::archive::ArchiveConfig;
 use crate::connector::{StreamDef, kafka};
 use crate::job::{JobHandle, JobSpec};
 use crate::plan::InputTable;
-use crate::{Error, Result, StatementResult, insert, query};
+use crate::query::AdHocPlan;
+use crate::subscribe::{Feed, subscribe_stream};
+use crate::{Error, Result, RowStream, StatementOutput, StatementResult, insert, query};
 
 /// Settings of an engine.
 #[derive(Debug, Clone)]
@@ -44,6 +48,8 @@ pub(crate) struct Output {
     pub kind: ObjectKind,
     pub archive: ArchiveConfig,
     pub schema: SchemaRef,
+    /// Where its job's rows reach subscribers.
+    pub feed: Arc<Feed>,
 }
 
 #[derive(Default)]
@@ -89,6 +95,17 @@ pub struct TableInfo {
     pub schema: SchemaRef,
 }
 
+/// What a statement will return, known before it runs: for a prepared
+/// statement or a Flight SQL `FlightInfo`.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The schema of its rows; `None` for a statement that changes
+    /// something (and returns only its outcome).
+    pub schema: Option<SchemaRef>,
+    /// Its parameters (`$1`, `$2`, ...) with their types; empty if none.
+    pub parameters: SchemaRef,
+}
+
 /// The DataFibers engine over one data dir.
 ///
 /// Opening it re-plans every definition in the catalog and resumes the jobs
@@ -97,6 +114,8 @@ pub struct Engine {
     config: EngineConfig,
     catalog: Arc<Catalog>,
     objects: Mutex<Objects>,
+    /// Set when the engine stops: every subscription ends.
+    closing: watch::Sender<bool>,
     /// Held open (and locked) while the engine lives: two engines on one
     /// data dir would both run its jobs and write every result twice.
     _lock: std::fs::File,
@@ -112,6 +131,7 @@ impl Engine {
             config,
             catalog,
             objects: Mutex::new(Objects::default()),
+            closing: watch::Sender::new(false),
             _lock: lock,
         };
         engine.restore().await?;
@@ -169,6 +189,147 @@ impl Engine {
         Ok(results)
     }
 
+    /// Runs one statement, streaming the rows of a query or subscription
+    /// as they come, with `parameters` (one row, a column per `$n`) bound
+    /// in a query.
+    ///
+    /// Like [`Engine::execute`], queries first wait for the jobs over
+    /// bounded sources to finish.
+    pub async fn run(
+        &self,
+        statement: &ParsedStatement,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<StatementOutput> {
+        let values = parameter_values(parameters)?;
+        match &statement.statement {
+            Statement::Query(query) => {
+                let plan = self.plan_query(query).await?;
+                Ok(StatementOutput::Rows(plan.execute(values).await?))
+            }
+            Statement::Subscribe { name, from } => {
+                Ok(StatementOutput::Rows(self.subscribe(name, *from).await?))
+            }
+            _ if !values.is_empty() => Err(Error::invalid(
+                "parameters can only be bound in a query (SELECT ... $1)",
+            )),
+            _ => Ok(self.execute(statement).await?.into()),
+        }
+    }
+
+    /// What `statement` will return and the parameters it takes, without
+    /// running it; `SHOW` and `DESCRIBE` statements are run to learn their
+    /// schema (they are cheap and change nothing).
+    pub async fn prepare(&self, statement: &ParsedStatement) -> Result<Prepared> {
+        let no_parameters = || Arc::new(Schema::empty());
+        let schema = match &statement.statement {
+            Statement::Query(query) => {
+                let plan = self.plan_query(query).await?;
+                return Ok(Prepared {
+                    schema: Some(plan.schema()),
+                    parameters: plan.parameters()?,
+                });
+            }
+            Statement::Subscribe { name, .. } => Some(self.subscription_schema(name).await?),
+            Statement::Show(_)
+            | Statement::Describe(_)
+            | Statement::ShowTopics { .. }
+            | Statement::DescribeTopic { .. } => match self.execute(statement).await? {
+                StatementResult::Rows { schema, .. } => Some(schema),
+                StatementResult::Done(_) => None,
+            },
+            Statement::CreateStream(_)
+            | Statement::CreateView(_)
+            | Statement::CreateSink(_)
+            | Statement::Insert(_)
+            | Statement::Drop { .. } => None,
+        };
+        Ok(Prepared {
+            schema,
+            parameters: no_parameters(),
+        })
+    }
+
+    async fn plan_query(
+        &self,
+        query: &datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<AdHocPlan> {
+        self.wait_for_bounded_jobs().await;
+        let (streams, outputs) = {
+            let objects = self.objects.lock().await;
+            (objects.streams.clone(), objects.outputs.clone())
+        };
+        AdHocPlan::new(query, &streams, &outputs, self.config.batch_size).await
+    }
+
+    /// Appends `batches` (columns named like the stream's, any subset and
+    /// order, plus `_key`) to the Kafka stream `stream`'s topic, each batch
+    /// acknowledged before the next is read; returns the rows published.
+    pub async fn ingest(
+        &self,
+        stream: &str,
+        schema: &SchemaRef,
+        batches: impl futures::Stream<Item = Result<RecordBatch>> + Unpin,
+    ) -> Result<u64> {
+        let (streams, outputs) = {
+            let objects = self.objects.lock().await;
+            (objects.streams.clone(), objects.outputs.clone())
+        };
+        insert::ingest(stream, &streams, &outputs, schema, batches).await
+    }
+
+    /// `SUBSCRIBE name [FROM NOW | FROM BEGINNING]`.
+    async fn subscribe(&self, name: &str, from: SubscribeFrom) -> Result<RowStream> {
+        let closing = self.closing.subscribe();
+        let (stream, output) = {
+            let objects = self.objects.lock().await;
+            (
+                objects.streams.get(name).cloned(),
+                objects.outputs.get(name).cloned(),
+            )
+        };
+        if let Some(stream) = stream {
+            return subscribe_stream(
+                &stream,
+                from == SubscribeFrom::Beginning,
+                self.config.batch_size,
+                closing,
+            );
+        }
+        let output = output.ok_or_else(|| missing_object(name))?;
+        match from {
+            SubscribeFrom::Now => Ok(output.feed.subscribe(closing)),
+            SubscribeFrom::Beginning => {
+                let select = select_all(name)?;
+                let archived = async {
+                    let plan = self.plan_query(&select).await?;
+                    plan.execute(Vec::new()).await
+                };
+                output
+                    .feed
+                    .subscribe_from_beginning(archived, closing)
+                    .await
+            }
+        }
+    }
+
+    /// The schema of the rows a subscription to `name` returns.
+    async fn subscription_schema(&self, name: &str) -> Result<SchemaRef> {
+        let objects = self.objects.lock().await;
+        if let Some(stream) = objects.streams.get(name) {
+            return Ok(Arc::clone(&stream.schema));
+        }
+        match objects.outputs.get(name) {
+            Some(output) => Ok(crate::archive::archive_schema(&output.schema)),
+            None => Err(missing_object(name)),
+        }
+    }
+
+    /// Ends every subscription: a server stops them before it waits for
+    /// its requests to finish.
+    pub fn close_subscriptions(&self) {
+        self.closing.send_replace(true);
+    }
+
     /// Runs one statement.
     ///
     /// Queries, `SHOW JOBS` and `DESCRIBE` first wait for the jobs over
@@ -215,6 +376,10 @@ impl Engine {
                 };
                 insert::insert(statement, &streams, &outputs, self.config.batch_size).await
             }
+            Statement::Subscribe { name, .. } => Err(Error::invalid(format!(
+                "SUBSCRIBE {name} streams rows until it is cancelled; run it from `fibers shell` \
+                 or another Flight SQL client"
+            ))),
             Statement::Query(statement) => {
                 self.wait_for_bounded_jobs().await;
                 let (streams, outputs) = {
@@ -349,6 +514,11 @@ impl Engine {
             .ok_or_else(|| Error::invalid(format!("table '{}' not found", query.source)))?;
         let schema = query.output_schema();
         archive.create(&create.name, &schema).await?;
+        let feed = Arc::new(Feed::new(
+            &create.name,
+            crate::archive::archive_schema(&schema),
+            archive.readable(),
+        ));
         if let Some(sql) = sql {
             self.catalog.create(&Definition {
                 name: create.name.clone(),
@@ -364,6 +534,7 @@ impl Engine {
                 kind,
                 archive: archive.clone(),
                 schema,
+                feed: Arc::clone(&feed),
             },
         );
         if start {
@@ -374,6 +545,7 @@ impl Engine {
                 archive,
                 batch_size: self.config.batch_size,
                 catalog: Arc::clone(&self.catalog),
+                feed,
             });
             objects.jobs.insert(create.name.clone(), job);
         }
@@ -477,10 +649,44 @@ impl Engine {
 
     /// Stops every job after committing what it has emitted.
     pub async fn shutdown(&self) {
+        self.close_subscriptions();
         let mut objects = self.objects.lock().await;
         for job in objects.jobs.values_mut() {
             job.stop().await;
         }
+    }
+}
+
+fn missing_object(name: &str) -> Error {
+    Error::invalid(format!(
+        "'{name}' does not exist; SUBSCRIBE takes a stream, materialized view or sink"
+    ))
+}
+
+/// `SELECT * FROM "name"`, parsed.
+fn select_all(name: &str) -> Result<datafusion::sql::sqlparser::ast::Statement> {
+    let sql = format!("SELECT * FROM \"{}\"", name.replace('"', "\"\""));
+    match fibers_sql::parse_script(&sql)?.pop().map(|s| s.statement) {
+        Some(Statement::Query(select)) => Ok(*select),
+        _ => Err(Error::invalid(format!("cannot read '{name}' back"))),
+    }
+}
+
+/// The values of a one-row parameter batch, in column order.
+fn parameter_values(parameters: Option<&RecordBatch>) -> Result<Vec<ScalarValue>> {
+    let Some(batch) = parameters else {
+        return Ok(Vec::new());
+    };
+    match batch.num_rows() {
+        0 if batch.num_columns() == 0 => Ok(Vec::new()),
+        1 => batch
+            .columns()
+            .iter()
+            .map(|column| Ok(ScalarValue::try_from_array(column, 0)?))
+            .collect(),
+        n => Err(Error::invalid(format!(
+            "bind one row of parameter values, not {n}"
+        ))),
     }
 }
 

@@ -53,6 +53,22 @@ pub enum Error {
     #[error("{}", fibers_sql::datafusion_message(.0))]
     DataFusion(#[from] DataFusionError),
 
+    /// A subscriber read more slowly than rows were produced, and the rows
+    /// it missed are gone from the server's bounded buffer.
+    #[error(
+        "the subscription to '{name}' fell behind: {skipped} batches were dropped because \
+         the client read more slowly than rows were produced (a subscriber may lag by \
+         {limit} batches); SUBSCRIBE again, FROM BEGINNING to read the archive first"
+    )]
+    FellBehind {
+        /// The view or sink subscribed to.
+        name: String,
+        /// Batches the subscriber missed.
+        skipped: u64,
+        /// How many batches a subscriber may lag.
+        limit: usize,
+    },
+
     /// Arrow failed while building or converting batches.
     #[error(transparent)]
     Arrow(#[from] arrow::error::ArrowError),

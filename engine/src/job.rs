@@ -13,6 +13,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::archive::{Archive, ArchiveConfig};
 use crate::connector::{Poll, Source, StreamDef};
 use crate::operator;
+use crate::subscribe::Feed;
 use crate::watermark::PartitionWatermarks;
 use crate::{Error, Result};
 
@@ -88,6 +89,8 @@ pub(crate) struct JobSpec {
     pub archive: ArchiveConfig,
     pub batch_size: usize,
     pub catalog: Arc<Catalog>,
+    /// Where subscribers get the rows the job emits.
+    pub feed: Arc<Feed>,
 }
 
 /// A handle on a running job.
@@ -271,6 +274,7 @@ async fn run_job(
                     for batch in out {
                         metrics.output_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                         archive.buffer(&batch)?;
+                        spec.feed.publish(&batch)?;
                     }
                     if archive.buffered_rows() >= policy.max_rows {
                         commit(&mut archive, &spec, metrics, emitted_watermark, &mut committed).await?;
@@ -321,7 +325,7 @@ async fn commit(
     committed: &mut Option<i64>,
 ) -> Result<()> {
     if archive.buffered_rows() > 0 {
-        archive.commit().await?;
+        spec.feed.commit(archive.commit()).await?;
         metrics.commits.fetch_add(1, Ordering::Relaxed);
     }
     if emitted_watermark != *committed {
@@ -448,11 +452,11 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
-fn now_nanos() -> i64 {
+pub(crate) fn now_nanos() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-fn with_arrival_time(
+pub(crate) fn with_arrival_time(
     schema: &arrow::datatypes::SchemaRef,
     batch: RecordBatch,
     now: i64,

@@ -21,6 +21,7 @@ mod plan;
 mod query;
 mod result;
 mod runner;
+mod subscribe;
 mod watermark;
 
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
@@ -28,6 +29,6 @@ pub use engine::{Engine, EngineConfig, TableInfo};
 pub use error::{Error, Result};
 pub use fibers_catalog::ObjectKind;
 pub use fibers_sql::{ParsedStatement, parse_script};
-pub use result::StatementResult;
+pub use result::{RowStream, StatementOutput, StatementResult};
 pub use runner::QueryRunner;
 pub use watermark::WatermarkTracker;

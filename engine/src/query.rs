@@ -9,7 +9,13 @@ use arrow::array::{ArrayRef, StringArray, UInt64Array};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::MemTable;
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::{ParamValues, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchReceiverStream;
+use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -19,7 +25,7 @@ use fibers_sql::{ShowTarget, arrow_type_to_sql, format_duration};
 use crate::connector::kafka::{self, DEAD_LETTER_SUFFIX};
 use crate::connector::{Poll, StreamDef};
 use crate::engine::{Objects, Output};
-use crate::{Error, Result, StatementResult};
+use crate::{Error, Result, RowStream, StatementResult};
 
 fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<StatementResult> {
     let schema: SchemaRef = Arc::new(Schema::new(
@@ -199,67 +205,166 @@ pub(crate) fn describe(name: &str, objects: &Objects) -> Result<StatementResult>
     )
 }
 
-/// An ad-hoc query: views and sinks resolve to their archives, bounded
-/// streams to all of their rows.
+/// An ad-hoc query, planned: views and sinks resolve to their archives,
+/// bounded streams to all of their rows (read as the query consumes them).
+pub(crate) struct AdHocPlan {
+    ctx: SessionContext,
+    plan: LogicalPlan,
+}
+
+impl AdHocPlan {
+    /// Plans `statement` over the objects.
+    pub async fn new(
+        statement: &ast::Statement,
+        streams: &BTreeMap<String, Arc<StreamDef>>,
+        outputs: &BTreeMap<String, Output>,
+        batch_size: usize,
+    ) -> Result<Self> {
+        let ctx = SessionContext::new();
+        let statement = DFStatement::Statement(Box::new(statement.clone()));
+        let references = ctx.state().resolve_table_references(&statement)?;
+        for reference in references {
+            let name = reference.table();
+            if ctx.table_exist(name)? {
+                continue;
+            }
+            let dead_letters = name
+                .strip_suffix(DEAD_LETTER_SUFFIX)
+                .and_then(|stream| streams.get(stream))
+                .and_then(|stream| stream.dead_letters());
+            if let Some(output) = outputs.get(name) {
+                output.archive.register(&ctx, name, &output.schema).await?;
+            } else if let Some(table) = dead_letters {
+                table.register(&ctx, name).await?;
+            } else if let Some(stream) = streams.get(name) {
+                let table: Arc<dyn TableProvider> = match stream.kafka() {
+                    // Read as the query consumes it, filters narrowing the read.
+                    Some(config) if !stream.arrival_time => Arc::new(kafka::KafkaTable::new(
+                        &stream.name,
+                        config,
+                        Arc::clone(&stream.schema),
+                        batch_size,
+                    )),
+                    _ => bounded_table(stream, batch_size)?,
+                };
+                ctx.register_table(name, table)?;
+            }
+        }
+        let plan = ctx.state().statement_to_plan(statement).await?;
+        Ok(AdHocPlan { ctx, plan })
+    }
+
+    /// The schema of the rows the query returns.
+    pub fn schema(&self) -> SchemaRef {
+        Arc::new(self.plan.schema().as_arrow().clone())
+    }
+
+    /// The types of the query's parameters (`$1`, `$2`, ...), in order.
+    pub fn parameters(&self) -> Result<SchemaRef> {
+        let types = self.plan.get_parameter_types()?;
+        let mut fields = Vec::with_capacity(types.len());
+        for (name, data_type) in types {
+            let data_type = data_type.ok_or_else(|| {
+                Error::invalid(format!(
+                    "cannot tell the type of parameter {name}; cast it, as in CAST({name} AS BIGINT)"
+                ))
+            })?;
+            fields.push(Field::new(name, data_type, true));
+        }
+        // `$10` sorts after `$9`, not after `$1`.
+        fields.sort_by_key(|f| parameter_position(f.name()));
+        Ok(Arc::new(Schema::new(fields)))
+    }
+
+    /// Runs the query with `parameters` bound (one value per parameter, in
+    /// order), streaming its rows.
+    pub async fn execute(self, parameters: Vec<ScalarValue>) -> Result<RowStream> {
+        let plan = if parameters.is_empty() {
+            self.plan
+        } else {
+            self.plan.with_param_values(ParamValues::List(
+                parameters.into_iter().map(Into::into).collect(),
+            ))?
+        };
+        let frame = self.ctx.execute_logical_plan(plan).await?;
+        let stream = frame.execute_stream().await?;
+        Ok(RowStream::from_datafusion(stream))
+    }
+}
+
+/// The position of a `$n` parameter (others sort last, by name).
+fn parameter_position(name: &str) -> (usize, String) {
+    let position = name
+        .strip_prefix('$')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
+    (position, name.to_string())
+}
+
+/// An ad-hoc query, run to completion.
 pub(crate) async fn ad_hoc(
     statement: &ast::Statement,
     streams: &BTreeMap<String, Arc<StreamDef>>,
     outputs: &BTreeMap<String, Output>,
     batch_size: usize,
 ) -> Result<StatementResult> {
-    let ctx = SessionContext::new();
-    let statement = DFStatement::Statement(Box::new(statement.clone()));
-    let references = ctx.state().resolve_table_references(&statement)?;
-    for reference in references {
-        let name = reference.table();
-        if ctx.table_exist(name)? {
-            continue;
-        }
-        let dead_letters = name
-            .strip_suffix(DEAD_LETTER_SUFFIX)
-            .and_then(|stream| streams.get(stream))
-            .and_then(|stream| stream.dead_letters());
-        if let Some(output) = outputs.get(name) {
-            output.archive.register(&ctx, name, &output.schema).await?;
-        } else if let Some(table) = dead_letters {
-            table.register(&ctx, name).await?;
-        } else if let Some(stream) = streams.get(name) {
-            let table: Arc<dyn TableProvider> = match stream.kafka() {
-                // Read as the query consumes it, filters narrowing the read.
-                Some(config) if !stream.arrival_time => Arc::new(kafka::KafkaTable::new(
-                    &stream.name,
-                    config,
-                    Arc::clone(&stream.schema),
-                    batch_size,
-                )),
-                _ => Arc::new(read_bounded(stream, batch_size).await?),
-            };
-            ctx.register_table(name, table)?;
-        }
-    }
-    let plan = ctx.state().statement_to_plan(statement).await?;
-    let frame = ctx.execute_logical_plan(plan).await?;
-    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-    let batches = frame.collect().await?;
-    Ok(StatementResult::Rows { schema, batches })
+    let plan = AdHocPlan::new(statement, streams, outputs, batch_size).await?;
+    plan.execute(Vec::new()).await?.collect().await
 }
 
-/// All rows of a bounded stream, as a table.
-async fn read_bounded(stream: &Arc<StreamDef>, batch_size: usize) -> Result<MemTable> {
-    let schema = stream.source_schema();
-    let stream = Arc::clone(stream);
-    let batches = tokio::task::spawn_blocking(move || -> Result<Vec<RecordBatch>> {
-        let mut source = stream.open_snapshot(batch_size)?;
-        let mut batches = Vec::new();
-        loop {
-            match source.poll()? {
-                Poll::Batch(_, b) => batches.push(b),
-                Poll::Idle(wait) => std::thread::sleep(wait),
-                Poll::End => return Ok(batches),
+/// A bounded stream as a table whose scan reads the stream's rows as the
+/// query consumes them, on a blocking thread, a few batches ahead.
+fn bounded_table(stream: &Arc<StreamDef>, batch_size: usize) -> Result<Arc<dyn TableProvider>> {
+    // Fails now, at planning, if the stream is unbounded.
+    stream.check_snapshot()?;
+    let partition = BoundedStreamPartition {
+        schema: stream.source_schema(),
+        stream: Arc::clone(stream),
+        batch_size,
+    };
+    Ok(Arc::new(StreamingTable::try_new(
+        partition.schema.clone(),
+        vec![Arc::new(partition)],
+    )?))
+}
+
+#[derive(Debug)]
+struct BoundedStreamPartition {
+    schema: SchemaRef,
+    stream: Arc<StreamDef>,
+    batch_size: usize,
+}
+
+impl PartitionStream for BoundedStreamPartition {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let mut builder = RecordBatchReceiverStream::builder(Arc::clone(&self.schema), 4);
+        let tx = builder.tx();
+        let stream = Arc::clone(&self.stream);
+        let batch_size = self.batch_size;
+        builder.spawn_blocking(move || {
+            let mut source = stream
+                .open_snapshot(batch_size)
+                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            loop {
+                match source
+                    .poll()
+                    .map_err(|e| DataFusionError::External(Box::new(e)))?
+                {
+                    Poll::Batch(_, batch) => {
+                        // The query stopped reading (a LIMIT, or cancelled).
+                        if tx.blocking_send(Ok(batch)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Poll::Idle(wait) => std::thread::sleep(wait),
+                    Poll::End => return Ok(()),
+                }
             }
-        }
-    })
-    .await
-    .map_err(|e| Error::invalid(format!("reading the stream failed: {e}")))??;
-    Ok(MemTable::try_new(schema, vec![batches])?)
+        });
+        builder.build()
+    }
 }

@@ -39,6 +39,10 @@ pub enum Error {
 impl From<Error> for Status {
     fn from(error: Error) -> Self {
         match error {
+            // The subscriber was too slow; the server's buffer is bounded.
+            Error::Engine(fibers_engine::Error::FellBehind { .. }) => {
+                Status::resource_exhausted(error.to_string())
+            }
             // A bad statement is the client's to fix; the server lives on.
             Error::Engine(_) | Error::InvalidRequest(_) => {
                 Status::invalid_argument(error.to_string())

@@ -5,27 +5,39 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
+use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
     ActionBeginTransactionRequest, ActionBeginTransactionResult,
-    ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, CommandGetCatalogs,
-    CommandGetDbSchemas, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
-    CommandStatementIngest, CommandStatementQuery, CommandStatementSubstraitPlan,
-    CommandStatementUpdate, ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementIngest, CommandStatementQuery,
+    CommandStatementSubstraitPlan, CommandStatementUpdate, DoPutPreparedStatementResult,
+    ProstMessageExt, SqlInfo, TableExistsOption, TableNotExistOption, TicketStatementQuery,
 };
-use arrow_flight::{Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
-use fibers_engine::{Engine, ObjectKind, ParsedStatement, StatementResult};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, IpcMessage, SchemaAsIpc,
+    Ticket,
+};
+use fibers_engine::{Engine, ObjectKind, ParsedStatement, StatementOutput};
 use fibers_sql::Statement;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::ticket::StatementTicket;
+use crate::ticket::{self, StatementTicket};
 use crate::{Error, Result};
+
+/// Parameter rows read before a binding is refused: one row binds a
+/// query, a few more tell the client what it sent.
+const MAX_PARAMETER_ROWS: usize = 1;
 
 /// The object kinds `GetTableTypes` lists, as Flight SQL table types.
 const TABLE_TYPES: [&str; 3] = ["STREAM", "MATERIALIZED VIEW", "SINK"];
@@ -49,10 +61,14 @@ type FlightDataStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + 
 /// A Flight SQL service running statements on one [`Engine`].
 ///
 /// `CommandStatementQuery` accepts every statement: those returning rows
-/// (`SELECT`, `SHOW`, `DESCRIBE`) run when the ticket is fetched with
-/// `DoGet`; the others run at `GetFlightInfo` and their ticket returns one
-/// `status` row (`CREATE STREAM`). `CommandStatementUpdate` runs a
-/// statement and returns its affected row count.
+/// (`SELECT`, `SHOW`, `DESCRIBE`, `SUBSCRIBE`) run when the ticket is
+/// fetched with `DoGet`, their rows streamed as they are computed (a
+/// subscription's until the client cancels); the others run at
+/// `GetFlightInfo` and their ticket returns one `status` row
+/// (`CREATE STREAM`). `CommandStatementUpdate` runs a statement and returns
+/// its affected row count. Prepared statements bind one row of parameters
+/// (`$1`, `$2`, ...) and are stateless: binding returns a handle carrying
+/// the values. `CommandStatementIngest` appends batches to a Kafka stream.
 pub struct FibersFlightSqlService {
     engine: Arc<Engine>,
     sql_info: SqlInfoData,
@@ -72,8 +88,58 @@ impl FibersFlightSqlService {
         })
     }
 
-    async fn execute(&self, statement: &ParsedStatement) -> Result<StatementResult> {
-        Ok(self.engine.execute(statement).await?)
+    async fn run(
+        &self,
+        statement: &ParsedStatement,
+        parameters: Option<&RecordBatch>,
+    ) -> Result<StatementOutput> {
+        Ok(self.engine.run(statement, parameters).await?)
+    }
+
+    /// The FlightInfo of a statement: one that returns rows gets a ticket
+    /// to run it with its parameters, and its schema; one that changes
+    /// something runs now, and its ticket returns the outcome.
+    async fn statement_info(
+        &self,
+        statement: ticket::Statement,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo> {
+        let parsed = parse_one(&statement.sql)?;
+        if returns_rows(&parsed.statement) {
+            let prepared = self.engine.prepare(&parsed).await?;
+            let schema = prepared.schema.unwrap_or_else(status_schema);
+            return flight_info(
+                statement_ticket(&StatementTicket::Query(statement))?,
+                Some(&schema),
+                descriptor,
+            );
+        }
+        let outcome = match self.run(&parsed, statement.parameters.as_ref()).await? {
+            StatementOutput::Done(outcome) => outcome,
+            StatementOutput::Rows(_) => {
+                return Err(Error::InvalidRequest(format!(
+                    "the engine returned rows for a statement that changes something: {}",
+                    parsed.text
+                )));
+            }
+        };
+        flight_info(
+            statement_ticket(&StatementTicket::Done(outcome))?,
+            Some(&status_schema()),
+            descriptor,
+        )
+    }
+
+    /// Runs a statement that changes something; the rows it affected.
+    async fn update(&self, statement: &ticket::Statement) -> Result<i64> {
+        let parsed = parse_one(&statement.sql)?;
+        match self.run(&parsed, statement.parameters.as_ref()).await? {
+            StatementOutput::Done(outcome) => affected_rows(&outcome),
+            StatementOutput::Rows(_) => Err(Error::InvalidRequest(format!(
+                "'{}' returns rows: send it as a query (CommandStatementQuery), not an update",
+                parsed.text
+            ))),
+        }
     }
 }
 
@@ -97,7 +163,8 @@ fn returns_rows(statement: &Statement) -> bool {
         | Statement::Show(_)
         | Statement::Describe(_)
         | Statement::ShowTopics { .. }
-        | Statement::DescribeTopic { .. } => true,
+        | Statement::DescribeTopic { .. }
+        | Statement::Subscribe { .. } => true,
         Statement::CreateStream(_)
         | Statement::CreateView(_)
         | Statement::CreateSink(_)
@@ -118,6 +185,55 @@ fn status_schema() -> SchemaRef {
 fn status_batch(outcome: &str) -> Result<RecordBatch> {
     let column: ArrayRef = Arc::new(StringArray::from(vec![outcome]));
     Ok(RecordBatch::try_new(status_schema(), vec![column])?)
+}
+
+/// An Arrow schema as Flight SQL carries it in messages (an IPC message).
+fn schema_bytes(schema: &Schema) -> Result<prost::bytes::Bytes> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
+    Ok(bytes)
+}
+
+/// The client sent Flight data that does not decode.
+fn unreadable(what: &str, error: FlightError) -> Error {
+    Error::InvalidRequest(format!("cannot read the {what}: {error}"))
+}
+
+/// The Arrow messages of a `DoPut`. Messages without one are left out: a
+/// request's first message may carry only its descriptor (as an update
+/// of a prepared statement with no new values does).
+fn flight_data(
+    request: Request<PeekableFlightDataStream>,
+) -> impl Stream<Item = std::result::Result<FlightData, FlightError>> {
+    request
+        .into_inner()
+        .try_filter(|data| futures::future::ready(!data.data_header.is_empty()))
+        .map_err(FlightError::from)
+}
+
+/// Reads the parameter values a client binds: one row.
+async fn read_parameters(
+    request: Request<PeekableFlightDataStream>,
+) -> Result<Option<RecordBatch>> {
+    let mut batches = FlightRecordBatchStream::new_from_flight_data(flight_data(request));
+    let mut rows = Vec::new();
+    let mut count = 0;
+    while let Some(batch) = batches
+        .try_next()
+        .await
+        .map_err(|e| unreadable("parameter values", e))?
+    {
+        count += batch.num_rows();
+        if count > MAX_PARAMETER_ROWS {
+            return Err(Error::InvalidRequest(
+                "bind one row of parameter values; running a query once per row is not supported"
+                    .into(),
+            ));
+        }
+        if batch.num_rows() > 0 {
+            rows.push(batch);
+        }
+    }
+    Ok(rows.pop())
 }
 
 /// The number of rows an `INSERT` reported (`INSERT 0 n`); 0 for other
@@ -175,15 +291,83 @@ fn encode(schema: SchemaRef, batches: Vec<RecordBatch>) -> FlightDataStream {
     )
 }
 
+/// Streams a statement's output as Flight data, rows as they come; an
+/// error mid-stream ends it with the error's status.
+fn encode_output(output: StatementOutput) -> Result<FlightDataStream> {
+    match output {
+        StatementOutput::Done(outcome) => {
+            Ok(encode(status_schema(), vec![status_batch(&outcome)?]))
+        }
+        StatementOutput::Rows(rows) => {
+            let schema = rows.schema();
+            let batches = rows
+                .into_stream()
+                .map_err(|e| FlightError::Tonic(Box::new(Status::from(Error::from(e)))));
+            Ok(Box::pin(
+                FlightDataEncoderBuilder::new()
+                    .with_schema(schema)
+                    .build(batches)
+                    .map_err(Status::from),
+            ))
+        }
+    }
+}
+
+/// Refuses ingest options a stream cannot honour: streams are declared
+/// with `CREATE STREAM` and only ever appended to.
+fn check_ingest(command: &CommandStatementIngest) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(Error::InvalidRequest(format!(
+            "ingest into '{}': {what}",
+            command.table
+        )))
+    };
+    if command.transaction_id.is_some() {
+        return refuse("transactions are not supported");
+    }
+    if command.temporary {
+        return refuse("temporary tables are not supported; ingest appends to a stream");
+    }
+    if command.catalog.as_deref().is_some_and(|c| c != CATALOG)
+        || command.schema.as_deref().is_some_and(|s| s != DB_SCHEMA)
+    {
+        return refuse(&format!(
+            "streams live in catalog '{CATALOG}', schema '{DB_SCHEMA}'"
+        ));
+    }
+    if let Some(options) = &command.table_definition_options {
+        if options.if_not_exist() == TableNotExistOption::Create {
+            return refuse(
+                "ingest does not create streams; declare it with CREATE STREAM, then append \
+                 (ingest mode 'append')",
+            );
+        }
+        match options.if_exists() {
+            TableExistsOption::Unspecified | TableExistsOption::Append => {}
+            TableExistsOption::Fail => {
+                return refuse(
+                    "the stream exists; streams only take appended rows (ingest mode 'append')",
+                );
+            }
+            TableExistsOption::Replace => {
+                return refuse(
+                    "a stream's rows cannot be replaced, only appended (ingest mode 'append')",
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 fn not_implemented(what: &str) -> Status {
     Status::unimplemented(format!("{what}: not implemented by DataFibers yet"))
 }
 
-fn statement_ticket(ticket: &StatementTicket) -> Ticket {
+fn statement_ticket(ticket: &StatementTicket) -> Result<Ticket> {
     let command = TicketStatementQuery {
-        statement_handle: ticket.encode().into(),
+        statement_handle: ticket.encode()?.into(),
     };
-    Ticket::new(command.as_any().encode_to_vec())
+    Ok(Ticket::new(command.as_any().encode_to_vec()))
 }
 
 #[tonic::async_trait]
@@ -195,31 +379,8 @@ impl FlightSqlService for FibersFlightSqlService {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let statement = parse_one(&query.query)?;
-        let descriptor = request.into_inner();
-        let info = if returns_rows(&statement.statement) {
-            // The schema is known only once the statement runs.
-            flight_info(
-                statement_ticket(&StatementTicket::Query(statement.text)),
-                None,
-                descriptor,
-            )?
-        } else {
-            let outcome = match self.execute(&statement).await? {
-                StatementResult::Done(outcome) => outcome,
-                StatementResult::Rows { .. } => {
-                    return Err(Status::internal(format!(
-                        "the engine returned rows for a statement that changes something: {}",
-                        statement.text
-                    )));
-                }
-            };
-            flight_info(
-                statement_ticket(&StatementTicket::Done(outcome)),
-                Some(&status_schema()),
-                descriptor,
-            )?
-        };
+        let statement = ticket::Statement::new(query.query);
+        let info = self.statement_info(statement, request.into_inner()).await?;
         Ok(Response::new(info))
     }
 
@@ -228,11 +389,11 @@ impl FlightSqlService for FibersFlightSqlService {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let (schema, batches) = match StatementTicket::decode(&ticket.statement_handle)? {
-            StatementTicket::Done(outcome) => (status_schema(), vec![status_batch(&outcome)?]),
-            StatementTicket::Query(sql) => {
-                let statement = parse_one(&sql)?;
-                if !returns_rows(&statement.statement) {
+        let output = match StatementTicket::decode(&ticket.statement_handle)? {
+            StatementTicket::Done(outcome) => StatementOutput::Done(outcome),
+            StatementTicket::Query(statement) => {
+                let parsed = parse_one(&statement.sql)?;
+                if !returns_rows(&parsed.statement) {
                     // Such tickets are never issued: the statement ran at
                     // GetFlightInfo.
                     return Err(Error::InvalidRequest(
@@ -240,15 +401,10 @@ impl FlightSqlService for FibersFlightSqlService {
                     )
                     .into());
                 }
-                match self.execute(&statement).await? {
-                    StatementResult::Rows { schema, batches } => (schema, batches),
-                    StatementResult::Done(outcome) => {
-                        (status_schema(), vec![status_batch(&outcome)?])
-                    }
-                }
+                self.run(&parsed, statement.parameters.as_ref()).await?
             }
         };
-        Ok(Response::new(encode(schema, batches)))
+        Ok(Response::new(encode_output(output)?))
     }
 
     async fn do_put_statement_update(
@@ -256,15 +412,112 @@ impl FlightSqlService for FibersFlightSqlService {
         command: CommandStatementUpdate,
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let statement = parse_one(&command.query)?;
-        match self.execute(&statement).await? {
-            StatementResult::Done(outcome) => Ok(affected_rows(&outcome)?),
-            StatementResult::Rows { .. } => Err(Error::InvalidRequest(format!(
-                "'{}' returns rows: send it as a query (CommandStatementQuery), not an update",
-                statement.text
-            ))
-            .into()),
+        Ok(self.update(&ticket::Statement::new(command.query)).await?)
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let parsed = parse_one(&query.query)?;
+        // Planning checks the statement now, as a prepare should; a
+        // statement that changes something is only parsed until it runs.
+        let prepared = if returns_rows(&parsed.statement) {
+            Some(self.engine.prepare(&parsed).await.map_err(Error::from)?)
+        } else {
+            None
+        };
+        let (dataset_schema, parameter_schema) = match prepared {
+            Some(prepared) => (
+                prepared.schema.unwrap_or_else(status_schema),
+                prepared.parameters,
+            ),
+            None => (Arc::new(Schema::empty()), Arc::new(Schema::empty())),
+        };
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: ticket::encode_prepared(&ticket::Statement::new(
+                query.query,
+            ))?
+            .into(),
+            dataset_schema: schema_bytes(&dataset_schema)?,
+            parameter_schema: schema_bytes(&parameter_schema)?,
+        })
+    }
+
+    async fn do_put_prepared_statement_query(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let mut statement = ticket::decode_prepared(&query.prepared_statement_handle)?;
+        statement.parameters = read_parameters(request).await?;
+        // The new handle carries the values: no state is kept here.
+        Ok(DoPutPreparedStatementResult {
+            prepared_statement_handle: Some(ticket::encode_prepared(&statement)?.into()),
+        })
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let statement = ticket::decode_prepared(&query.prepared_statement_handle)?;
+        let info = self.statement_info(statement, request.into_inner()).await?;
+        Ok(Response::new(info))
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        let mut statement = ticket::decode_prepared(&query.prepared_statement_handle)?;
+        // Values may come with the update itself, or were bound before.
+        if let Some(parameters) = read_parameters(request).await? {
+            statement.parameters = Some(parameters);
         }
+        Ok(self.update(&statement).await?)
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        // Nothing is kept per statement; only check the handle is ours.
+        ticket::decode_prepared(&query.prepared_statement_handle)?;
+        Ok(())
+    }
+
+    async fn do_put_statement_ingest(
+        &self,
+        command: CommandStatementIngest,
+        request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        check_ingest(&command)?;
+        let mut batches =
+            FlightRecordBatchStream::new_from_flight_data(flight_data(request)).peekable();
+        // The schema comes with the first message; without rows there is
+        // nothing to append.
+        let schema = match Pin::new(&mut batches).peek().await {
+            Some(Ok(batch)) => batch.schema(),
+            Some(Err(_)) => match batches.next().await {
+                Some(Err(e)) => return Err(unreadable("ingested batches", e).into()),
+                _ => return Ok(0),
+            },
+            None => return Ok(0),
+        };
+        let batches = batches.map_err(|e| {
+            fibers_engine::Error::invalid(format!("cannot read the ingested batches: {e}"))
+        });
+        let published = self
+            .engine
+            .ingest(&command.table, &schema, batches)
+            .await
+            .map_err(Error::from)?;
+        Ok(i64::try_from(published).unwrap_or(i64::MAX))
     }
 
     async fn get_flight_info_sql_info(
@@ -386,28 +639,10 @@ impl FlightSqlService for FibersFlightSqlService {
         Ok(Response::new(encode(schema, vec![batch])))
     }
 
-    // The commands below are planned for later slices. They are refused
-    // here, not in arrow-flight's defaults, so the message says in the
-    // user's words what is missing. Other commands keep the defaults,
-    // which also answer Unimplemented, naming the handler.
-
-    async fn do_action_create_prepared_statement(
-        &self,
-        _query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
-    ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        Err(not_implemented(
-            "prepared statements (ActionCreatePreparedStatementRequest)",
-        ))
-    }
-
-    async fn do_put_statement_ingest(
-        &self,
-        _command: CommandStatementIngest,
-        _request: Request<PeekableFlightDataStream>,
-    ) -> Result<i64, Status> {
-        Err(not_implemented("bulk ingest (CommandStatementIngest)"))
-    }
+    // The commands below are not supported. They are refused here, not in
+    // arrow-flight's defaults, so the message says in the user's words
+    // what is missing. Other commands keep the defaults, which also answer
+    // Unimplemented, naming the handler.
 
     async fn get_flight_info_substrait_plan(
         &self,

@@ -7,7 +7,7 @@ use fibers_catalog::ObjectKind;
 
 use crate::interval::interval_nanos;
 use crate::statement::{
-    ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, WatermarkSpec,
+    ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, SubscribeFrom, WatermarkSpec,
 };
 use crate::{Error, Options, Result, sql_type_to_arrow};
 
@@ -118,6 +118,21 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             return Ok(Statement::DescribeTopic { topic, brokers });
         }
         return Ok(Statement::Describe(parse_name(p)?));
+    }
+    if parse_word(p, "SUBSCRIBE") {
+        let name = parse_name(p)?;
+        let from = if p.parse_keyword(Keyword::FROM) {
+            if parse_word(p, "NOW") {
+                SubscribeFrom::Now
+            } else if parse_word(p, "BEGINNING") {
+                SubscribeFrom::Beginning
+            } else {
+                return p.expected("NOW or BEGINNING after FROM", p.peek_token())?;
+            }
+        } else {
+            SubscribeFrom::Now
+        };
+        return Ok(Statement::Subscribe { name, from });
     }
     if p.parse_keyword(Keyword::DROP) {
         let kind = if parse_word(p, "STREAM") {
@@ -451,6 +466,33 @@ mod tests {
         );
         assert_eq!(s.options.get("rate"), Some("5000"));
         assert_eq!(s.options.get("properties.security.protocol"), Some("SSL"));
+    }
+
+    #[test]
+    fn subscribe() {
+        let stmts =
+            parse_script("SUBSCRIBE vwap; subscribe Trades FROM beginning; SUBSCRIBE v FROM NOW")
+                .unwrap();
+        let got: Vec<_> = stmts.into_iter().map(|s| s.statement).collect();
+        assert_eq!(
+            got,
+            [
+                Statement::Subscribe {
+                    name: "vwap".into(),
+                    from: SubscribeFrom::Now
+                },
+                Statement::Subscribe {
+                    name: "trades".into(),
+                    from: SubscribeFrom::Beginning
+                },
+                Statement::Subscribe {
+                    name: "v".into(),
+                    from: SubscribeFrom::Now
+                },
+            ]
+        );
+        let err = parse_script("SUBSCRIBE v FROM yesterday").unwrap_err();
+        assert!(err.to_string().contains("NOW or BEGINNING"), "{err}");
     }
 
     #[test]

@@ -44,6 +44,25 @@ pub enum Statement {
     /// An ad-hoc query (`SELECT`, `EXPLAIN`), run once over archives and
     /// bounded streams.
     Query(Box<ast::Statement>),
+    /// `SUBSCRIBE name [FROM NOW | FROM BEGINNING]`: the rows of a stream,
+    /// view or sink as they are produced, until the subscriber leaves.
+    Subscribe {
+        /// The stream, view or sink.
+        name: String,
+        /// Where the subscription starts.
+        from: SubscribeFrom,
+    },
+}
+
+/// Where a `SUBSCRIBE` starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubscribeFrom {
+    /// Only rows produced after the subscription (the default).
+    #[default]
+    Now,
+    /// Every row kept so far (a view's archive, a stream from its earliest
+    /// record), then the new ones.
+    Beginning,
 }
 
 /// What a `SHOW` statement lists.

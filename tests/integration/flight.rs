@@ -245,18 +245,15 @@ async fn metadata_for_browsing_clients() {
         ]
     );
 
-    // Prepared statements are a later slice: refused, not faked.
-    let prepared = client
-        .prepare("SELECT 1".to_string(), None)
+    // Transactions are not supported: refused with a message, not faked.
+    let transaction = client
+        .begin_transaction()
         .await
-        .expect_err("prepared statements are not implemented yet")
+        .expect_err("transactions are not supported")
         .to_string();
     assert!(
-        prepared.contains(
-            "prepared statements (ActionCreatePreparedStatementRequest): \
-                           not implemented by DataFibers yet"
-        ),
-        "{prepared}"
+        transaction.contains("transactions (ActionBeginTransactionRequest): not implemented"),
+        "{transaction}"
     );
 }
 

@@ -177,6 +177,11 @@ impl ArchiveConfig {
         })
     }
 
+    /// Whether rows can be read back (a table, not a Kafka topic).
+    pub fn readable(&self) -> bool {
+        self.format != ArchiveFormat::Kafka
+    }
+
     /// Makes the archive queryable as `name` in an ad-hoc query.
     pub async fn register(
         &self,
@@ -293,7 +298,7 @@ impl Pending {
 }
 
 /// Converts a batch to the archive schema.
-fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
     let columns = batch
         .columns()
         .iter()

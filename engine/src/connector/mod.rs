@@ -246,11 +246,63 @@ impl StreamDef {
                     config.dead_letters.clone(),
                 )?))
             }
-            _ if self.bounded() => self.open(batch_size),
-            _ => Err(Error::invalid(format!(
-                "stream '{}' is unbounded; query a materialized view over it, or give the stream a 'limit'",
-                self.name
-            ))),
+            _ => {
+                self.check_snapshot()?;
+                self.open(batch_size)
+            }
+        }
+    }
+
+    /// Whether [`StreamDef::open_snapshot`] can read this stream: Kafka
+    /// topics (up to their end offsets) and bounded streams can.
+    pub fn check_snapshot(&self) -> Result<()> {
+        if self.kafka().is_some() || self.bounded() {
+            return Ok(());
+        }
+        Err(Error::invalid(format!(
+            "stream '{}' is unbounded; query a materialized view over it, give the stream a \
+             'limit', or SUBSCRIBE to it",
+            self.name
+        )))
+    }
+
+    /// A reader for a subscriber to this stream: from its latest record
+    /// (or, `from_beginning`, its earliest) on, without consumer group,
+    /// dead letters or offset commits, which belong to the jobs. `None`
+    /// when there is nothing to read: a bounded stream of files has no
+    /// records after now.
+    pub fn open_subscription(
+        &self,
+        from_beginning: bool,
+        batch_size: usize,
+    ) -> Result<Option<Box<dyn Source>>> {
+        match &self.connector {
+            ConnectorConfig::Kafka(c) => {
+                let mut config = c.clone();
+                config.start = if from_beginning {
+                    kafka::StartOffset::Earliest
+                } else {
+                    kafka::StartOffset::Latest
+                };
+                config.end_at_latest = false;
+                config.group = None;
+                config.dead_letters = None;
+                if config.bad_data == BadData::DeadLetter {
+                    config.bad_data = BadData::Drop;
+                }
+                Ok(Some(Box::new(kafka::KafkaSource::new(
+                    &self.name,
+                    &config,
+                    self.source_schema(),
+                    batch_size,
+                    None,
+                )?)))
+            }
+            ConnectorConfig::File(_) if !from_beginning => Ok(None),
+            // A generator has no past: both start with what it makes next.
+            ConnectorConfig::File(_) | ConnectorConfig::Stocks(_) => {
+                self.open(batch_size).map(Some)
+            }
         }
     }
 

@@ -26,7 +26,7 @@ use crate::{Error, Result};
 pub(crate) use admin::{describe_topic, show_topics};
 pub(crate) use dead_letter::{DEAD_LETTER_SUFFIX, DeadLetterTable};
 pub(crate) use scan::KafkaTable;
-pub(crate) use sink::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS, publish};
+pub(crate) use sink::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 pub(crate) use source::KafkaSource;
 
 /// Options of a Kafka stream (besides `properties.*`).

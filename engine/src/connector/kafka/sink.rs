@@ -290,15 +290,3 @@ impl TableWriter for KafkaWriter {
         .map_err(|e| Error::invalid(format!("producing to Kafka failed: {e}")))?
     }
 }
-
-/// Publishes `batches` (already in the stream's column order) into a
-/// stream's topic; returns how many rows were acknowledged.
-pub(crate) async fn publish(
-    config: KafkaSinkConfig,
-    schema: SchemaRef,
-    batches: Vec<RecordBatch>,
-) -> Result<u64> {
-    tokio::task::spawn_blocking(move || Publisher::new(&config, schema)?.publish(&batches))
-        .await
-        .map_err(|e| Error::invalid(format!("producing to Kafka failed: {e}")))?
-}
