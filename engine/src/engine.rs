@@ -598,10 +598,12 @@ impl Engine {
             kind: ObjectKind::Stream,
             schema: Arc::clone(&stream.schema),
         });
+        // A view's rows as queries and subscriptions return them: in the
+        // archive's types.
         let outputs = objects.outputs.iter().map(|(name, output)| TableInfo {
             name: name.clone(),
             kind: output.kind,
-            schema: Arc::clone(&output.schema),
+            schema: crate::archive::archive_schema(&output.schema),
         });
         streams.chain(outputs).collect()
     }
