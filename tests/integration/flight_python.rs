@@ -1,0 +1,110 @@
+//! `fibers serve` driven by real external clients: the ADBC Flight SQL
+//! driver and pyarrow's Flight client, with a live view's Delta archive
+//! read back by the `deltalake` package (`tests/python/flight_clients.py`,
+//! which says what each part checks).
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::python;
+use crate::server::Server;
+
+/// How long the whole client run may take (it needs about ten seconds).
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Runs `command`, killing it if it is still running after `timeout`.
+fn output_within(command: &mut Command, timeout: Duration) -> Output {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the Python clients");
+    // Drain both pipes while waiting, so a chatty run cannot block.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.read_to_end(&mut buf);
+        buf
+    });
+    let err = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for the Python clients") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("kill the Python clients");
+            break child.wait().expect("reap the Python clients");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn adbc_and_pyarrow_flight_clients_and_the_delta_archive() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path());
+    // Only the ingest part needs a broker; the rest runs without one.
+    let brokers = std::env::var("FIBERS_TEST_BROKERS")
+        .ok()
+        .filter(|b| !b.trim().is_empty());
+    if brokers.is_none() {
+        eprintln!("FIBERS_TEST_BROKERS is not set: the Kafka ingest part is skipped");
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
+    let mut command = Command::new(python());
+    command
+        .arg(&script)
+        .arg("--uri")
+        .arg(format!("grpc://{}", server.address))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"));
+    if let Some(brokers) = &brokers {
+        command.args(["--brokers", brokers]);
+    }
+    let started = Instant::now();
+    let output = output_within(&mut command, PATIENCE);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "flight_clients.py failed ({}) after {:?}:\nstdout:\n{stdout}\nstderr:\n{stderr}\n\
+         fibers serve's stderr:\n{}",
+        output.status,
+        started.elapsed(),
+        server.stop()
+    );
+    // Every part ran (the script prints a line per part as it passes).
+    let mut parts = vec![
+        "adbc: ",
+        "adbc metadata: ",
+        "pyarrow.flight: ",
+        "pyarrow.flight SUBSCRIBE v: ",
+        "delta: ",
+    ];
+    parts.push(if brokers.is_some() {
+        "adbc ingest: 5 rows appended"
+    } else {
+        "adbc ingest: skipped"
+    });
+    for part in parts {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(part)),
+            "no line starting {part:?} in:\n{stdout}"
+        );
+    }
+    // Shown with --nocapture: the summary and the known server gaps.
+    println!("{stdout}");
+}
