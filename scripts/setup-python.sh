@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Creates the Python virtual environment with the independent clients the
-# integration tests drive (the deltalake reader, pyarrow), outside the
-# checkout so it is reused across clones. Prints the interpreter's path.
+# integration tests drive (the deltalake reader, pyarrow, the ADBC Flight
+# SQL driver, confluent-kafka), outside the checkout so it is reused across
+# clones; a changed tests/python/requirements.txt reinstalls. Prints the
+# interpreter's path.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${FIBERS_VENV:-$HOME/.cache/datafibers/venv}"

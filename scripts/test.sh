@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project: formatting, clippy, unit tests,
 # the sqllogictest suite and the integration tests (which read archives back
-# with the Python deltalake package, installed by scripts/setup-python.sh).
+# with the Python deltalake package and drive fibers serve with Python Flight
+# SQL clients, installed by scripts/setup-python.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
