@@ -593,10 +593,12 @@ impl Engine {
     /// first, then views and sinks, each ordered by name.
     pub async fn tables(&self) -> Vec<TableInfo> {
         let objects = self.objects.lock().await;
+        // The columns `SELECT *` returns: a stream without a WATERMARK
+        // has `_arrival_time` only in the jobs that read it.
         let streams = objects.streams.iter().map(|(name, stream)| TableInfo {
             name: name.clone(),
             kind: ObjectKind::Stream,
-            schema: Arc::clone(&stream.schema),
+            schema: stream.source_schema(),
         });
         // A view's rows as queries and subscriptions return them: in the
         // archive's types.

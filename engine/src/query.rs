@@ -10,17 +10,19 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
+use datafusion::common::Column;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::physical_plan::stream::RecordBatchReceiverStream;
 use datafusion::physical_plan::streaming::PartitionStream;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 use fibers_catalog::{Catalog, ObjectKind};
 use fibers_sql::{ShowTarget, arrow_type_to_sql, format_duration};
+use futures::StreamExt;
 
 use crate::connector::kafka::{self, DEAD_LETTER_SUFFIX};
 use crate::connector::{Poll, StreamDef};
@@ -220,7 +222,14 @@ impl AdHocPlan {
         outputs: &BTreeMap<String, Output>,
         batch_size: usize,
     ) -> Result<Self> {
-        let ctx = SessionContext::new();
+        // Strings as `Utf8`, as the archives and the metadata of views
+        // declare them, rather than the `Utf8View` DataFusion would read
+        // from Parquet: clients see one type whichever way they ask.
+        let config = SessionConfig::new().set_bool(
+            "datafusion.execution.parquet.schema_force_view_types",
+            false,
+        );
+        let ctx = SessionContext::new_with_config(config);
         let statement = DFStatement::Statement(Box::new(statement.clone()));
         let references = ctx.state().resolve_table_references(&statement)?;
         for reference in references {
@@ -250,7 +259,7 @@ impl AdHocPlan {
                 ctx.register_table(name, table)?;
             }
         }
-        let plan = ctx.state().statement_to_plan(statement).await?;
+        let plan = without_view_types(ctx.state().statement_to_plan(statement).await?)?;
         Ok(AdHocPlan { ctx, plan })
     }
 
@@ -279,7 +288,12 @@ impl AdHocPlan {
     /// Runs the query with `parameters` bound (one value per parameter, in
     /// order), streaming its rows.
     pub async fn execute(self, parameters: Vec<ScalarValue>) -> Result<RowStream> {
-        let plan = if parameters.is_empty() {
+        // Rows keep the unbound plan's schema: a column computed from a
+        // parameter is nullable there, and non-nullable once a value is
+        // bound, but clients were told the former.
+        let schema = self.schema();
+        let bound = !parameters.is_empty();
+        let plan = if !bound {
             self.plan
         } else {
             self.plan.with_param_values(ParamValues::List(
@@ -288,8 +302,53 @@ impl AdHocPlan {
         };
         let frame = self.ctx.execute_logical_plan(plan).await?;
         let stream = frame.execute_stream().await?;
-        Ok(RowStream::from_datafusion(stream))
+        let rows = RowStream::from_datafusion(stream);
+        if !bound {
+            return Ok(rows);
+        }
+        let relabelled = Arc::clone(&schema);
+        Ok(RowStream::new(
+            schema,
+            rows.into_stream().map(move |batch| {
+                Ok(RecordBatch::try_new(
+                    Arc::clone(&relabelled),
+                    batch?.columns().to_vec(),
+                )?)
+            }),
+        ))
     }
+}
+
+/// `plan` with `Utf8View` and `BinaryView` result columns cast to `Utf8`
+/// and `Binary`: the types the archives and the metadata of views declare,
+/// and that every client reads (some table providers, Delta's among them,
+/// scan strings as views).
+fn without_view_types(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let plain = |t: &DataType| match t {
+        DataType::Utf8View => Some(DataType::Utf8),
+        DataType::BinaryView => Some(DataType::Binary),
+        _ => None,
+    };
+    if !plan
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| plain(f.data_type()).is_some())
+    {
+        return Ok(plan);
+    }
+    let columns: Vec<Expr> = plan
+        .schema()
+        .iter()
+        .map(|(qualifier, field)| {
+            let column = Expr::Column(Column::from((qualifier, field)));
+            match plain(field.data_type()) {
+                Some(to) => cast(column, to).alias(field.name()),
+                None => column,
+            }
+        })
+        .collect();
+    Ok(LogicalPlanBuilder::from(plan).project(columns)?.build()?)
 }
 
 /// The position of a `$n` parameter (others sort last, by name).

@@ -314,12 +314,13 @@ fn encode_output(output: StatementOutput) -> Result<FlightDataStream> {
 }
 
 /// Refuses ingest options a stream cannot honour: streams are declared
-/// with `CREATE STREAM` and only ever appended to.
-fn check_ingest(command: &CommandStatementIngest) -> Result<()> {
+/// with `CREATE STREAM` and only ever appended to. `exists` says whether
+/// the target is a stream; the options say what to do either way.
+fn check_ingest(command: &CommandStatementIngest, exists: bool) -> Result<()> {
+    let table = &command.table;
     let refuse = |what: &str| {
         Err(Error::InvalidRequest(format!(
-            "ingest into '{}': {what}",
-            command.table
+            "ingest into '{table}': {what}"
         )))
     };
     if command.transaction_id.is_some() {
@@ -335,28 +336,28 @@ fn check_ingest(command: &CommandStatementIngest) -> Result<()> {
             "streams live in catalog '{CATALOG}', schema '{DB_SCHEMA}'"
         ));
     }
-    if let Some(options) = &command.table_definition_options {
+    let Some(options) = &command.table_definition_options else {
+        return Ok(());
+    };
+    if !exists {
+        // Without CREATE, the engine's error says the stream is missing.
         if options.if_not_exist() == TableNotExistOption::Create {
             return refuse(
                 "ingest does not create streams; declare it with CREATE STREAM, then append \
                  (ingest mode 'append')",
             );
         }
-        match options.if_exists() {
-            TableExistsOption::Unspecified | TableExistsOption::Append => {}
-            TableExistsOption::Fail => {
-                return refuse(
-                    "the stream exists; streams only take appended rows (ingest mode 'append')",
-                );
-            }
-            TableExistsOption::Replace => {
-                return refuse(
-                    "a stream's rows cannot be replaced, only appended (ingest mode 'append')",
-                );
-            }
+        return Ok(());
+    }
+    match options.if_exists() {
+        TableExistsOption::Unspecified | TableExistsOption::Append => Ok(()),
+        TableExistsOption::Fail => {
+            refuse("the stream already exists; streams take appended rows (ingest mode 'append')")
+        }
+        TableExistsOption::Replace => {
+            refuse("a stream's rows cannot be replaced, only appended (ingest mode 'append')")
         }
     }
-    Ok(())
 }
 
 fn not_implemented(what: &str) -> Status {
@@ -496,7 +497,13 @@ impl FlightSqlService for FibersFlightSqlService {
         command: CommandStatementIngest,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        check_ingest(&command)?;
+        let exists = self
+            .engine
+            .tables()
+            .await
+            .iter()
+            .any(|t| t.kind == ObjectKind::Stream && t.name == command.table);
+        check_ingest(&command, exists)?;
         let mut batches =
             FlightRecordBatchStream::new_from_flight_data(flight_data(request)).peekable();
         // The schema comes with the first message; without rows there is

@@ -105,6 +105,6 @@ fn adbc_and_pyarrow_flight_clients_and_the_delta_archive() {
             "no line starting {part:?} in:\n{stdout}"
         );
     }
-    // Shown with --nocapture: the summary and the known server gaps.
+    // Shown with --nocapture: what each part checked.
     println!("{stdout}");
 }

@@ -11,9 +11,6 @@ Prints one summary line per part and exits 0, or exits non-zero with the
 first mismatch. With --brokers it also appends rows to a Kafka stream
 through ADBC's bulk ingest (the topic is created here first).
 
-Known server gaps are checked like strict expected failures: each is
-asserted to be still there and listed at the end, and a run where one is
-gone fails, so its check is turned into a plain assertion.
 """
 
 import argparse
@@ -155,16 +152,6 @@ def expect_error(run, *needles):
     raise AssertionError(f"expected an error naming {list(needles)}, but the call succeeded")
 
 
-KNOWN_GAPS = []
-
-
-def known_gap(summary, still_there, detail):
-    """Records a reported server gap while `still_there`; fails once it is
-    fixed, so that the check becomes an assertion of the right behaviour."""
-    assert still_there, f"known gap fixed, make its check an assertion: {summary} ({detail})"
-    KNOWN_GAPS.append(f"{summary}: {detail}")
-
-
 def schema_text(schema):
     return ", ".join(f"{f.name} {f.type}{'' if f.nullable else ' not null'}" for f in schema)
 
@@ -240,19 +227,11 @@ def adbc_statements(conn, trades_path, trades):
         got = rows_of(cur.fetch_arrow_table())
         want = per_symbol(trades, min_volume=volume, not_symbol=symbol)
         assert got == want, f"volume >= {volume}, symbol <> {symbol}:\n got {got}\nwant {want}"
-    # A column computed from parameters only: the FlightInfo announces the
-    # unbound plan's schema (nullable), the rows come non-nullable once the
-    # value is bound, and the driver refuses the stream.
-    try:
-        cur.execute("SELECT $1 + 1 AS answer", parameters=(41,))
-        outcome = f"returns {cur.fetchall()}"
-    except adbc_driver_manager.Error as e:
-        outcome = " ".join(str(e).split())
-    known_gap(
-        "a bound prepared statement's rows are not in the schema its FlightInfo announced",
-        "returned inconsistent schema" in outcome,
-        f"ADBC: SELECT $1 + 1 AS answer with (41,): {outcome}",
-    )
+    # A column computed from parameters only: nullable in the unbound plan
+    # the FlightInfo announces, and the rows keep that schema once bound.
+    cur.execute("SELECT $1 + 1 AS answer", parameters=(41,))
+    answer = cur.fetchall()
+    assert answer == [(42,)], f"SELECT $1 + 1 with (41,): {answer}"
 
     # A bad statement fails naming the fault; the connection lives on.
     expect_error(lambda: cur.execute("SELECT * FROM nowhere"), "table 'datafusion.public.nowhere' not found")
@@ -346,7 +325,7 @@ def adbc_ingest(conn, brokers):
     expect_error(
         lambda: cur.adbc_ingest("quotes", sent, mode="create"),
         "ingest into 'quotes'",
-        "does not create streams",
+        "already exists",
         "ingest mode 'append'",
     )
     replace = expect_error(
@@ -356,36 +335,22 @@ def adbc_ingest(conn, brokers):
     )
     expect_error(lambda: cur.adbc_ingest("trades", sent, mode="append"), "publishes into a Kafka topic")
     expect_error(lambda: cur.adbc_ingest("nostream", sent, mode="append"), "stream 'nostream' does not exist")
+    expect_error(lambda: cur.adbc_ingest("nostream", sent, mode="create"), "does not create streams")
     cur.execute("SELECT count(*) AS n FROM quotes")
     assert cur.fetchall() == [(sent.num_rows,)], "nothing published by the refused ingests"
 
-    # ADBC's "replace" asks to create a missing table and replace an
-    # existing one; the server answers the first half.
-    known_gap(
-        "ingest mode 'replace' into an existing stream is refused as creating a stream",
-        "does not create streams" in replace and "cannot be replaced" not in replace,
-        " ".join(replace.split()),
-    )
+    # ADBC's "replace" asks to replace an existing table: refused as such.
+    assert "cannot be replaced" in replace, f"mode replace: {replace}"
     # "create_append" into an existing stream means append.
-    try:
-        appended = cur.adbc_ingest("quotes", sent, mode="create_append")
-        create_append = f"appended {appended} rows"
-    except adbc_driver_manager.Error as e:
-        create_append = " ".join(str(e).split())
+    appended = cur.adbc_ingest("quotes", sent, mode="create_append")
+    assert appended == sent.num_rows, f"mode create_append appended {appended} rows"
+    cur.execute("SELECT count(*) AS n FROM quotes")
+    assert cur.fetchall() == [(2 * sent.num_rows,)], "create_append appended once more"
     cur.close()
-    known_gap(
-        "ingest mode 'create_append' into an existing stream is refused instead of appending",
-        "does not create streams" in create_append,
-        create_append,
-    )
-    # A stream without a WATERMARK has a hidden arrival-time column.
+    # A stream without a WATERMARK is listed with the columns SELECT
+    # returns (its arrival time exists only in the jobs reading it).
     mismatch = table_schema_matches_rows(conn, "quotes")
-    known_gap(
-        "a Kafka stream without a WATERMARK lists _arrival_time in GetTables, which SELECT neither "
-        "returns nor accepts",
-        mismatch is not None and "_arrival_time" in mismatch,
-        f"quotes: {mismatch}",
-    )
+    assert mismatch is None, f"quotes: GetTables vs SELECT *: {mismatch}"
     print(f"adbc ingest: {added} rows appended to Kafka topic {topic} and read back by SELECT; modes create and replace refused")
 
 
@@ -527,11 +492,7 @@ def archive_matches(conn, data_dir, subscribed):
         differ = {k: (n, selected[k]) for k, n in windows.items() if selected[k] != n}
         assert not differ, f"trades of {source} vs SELECT differ: {differ}"
     mismatch = table_schema_matches_rows(conn, "v")
-    known_gap(
-        "SELECT over a view returns TEXT as Utf8View, while GetTables and SUBSCRIBE say Utf8",
-        mismatch is not None and "string_view" in mismatch,
-        f"v: {mismatch}",
-    )
+    assert mismatch is None, f"v: GetTables vs SELECT *: {mismatch}"
     print(
         f"delta: {len(archived)} archived windows read by deltalake and {len(live)} subscribed "
         f"windows all in a later SELECT ({len(selected)} windows) with the same trades"
@@ -563,9 +524,6 @@ def main():
     archive_matches(conn, args.data_dir, subscribed)
     client.close()
     conn.close()
-    print(f"known server gaps ({len(KNOWN_GAPS)}), each still as reported:")
-    for gap in KNOWN_GAPS:
-        print(f"  - {gap}")
 
 
 if __name__ == "__main__":
