@@ -1,10 +1,10 @@
 //! `fibers`: the DataFibers command line.
 
+mod config;
 mod output;
 mod run;
 mod serve;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -24,14 +24,24 @@ struct Cli {
 /// Where an engine keeps its catalog and, by default, its archives.
 #[derive(Debug, clap::Args)]
 struct DataDir {
-    /// Directory holding the catalog and, by default, the archives.
-    #[arg(
-        long = "data-dir",
-        value_name = "DIR",
-        env = "FIBERS_DATA_DIR",
-        default_value = "fibers-data"
-    )]
-    path: PathBuf,
+    /// Directory holding the catalog and, by default, the archives
+    /// [default: fibers-data]
+    // No clap default: `fibers serve` must tell an unset flag from one
+    // set to the default, so that its config file can fill it in.
+    #[arg(long = "data-dir", value_name = "DIR", env = "FIBERS_DATA_DIR")]
+    path: Option<PathBuf>,
+}
+
+impl DataDir {
+    /// The data dir used when neither a flag nor a config file names one.
+    fn default_path() -> PathBuf {
+        PathBuf::from("fibers-data")
+    }
+
+    /// The directory given, or the default.
+    fn or_default(self) -> PathBuf {
+        self.path.unwrap_or_else(DataDir::default_path)
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,15 +67,19 @@ enum Command {
     },
     /// Serve the engine over Arrow Flight SQL until Ctrl-C or SIGTERM.
     ///
-    /// Jobs defined earlier in the data dir resume at start. Only loopback
-    /// addresses are accepted until authentication is implemented.
-    Serve {
-        /// The address to listen on (port 0 picks a free port).
-        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        #[command(flatten)]
-        data_dir: DataDir,
-    },
+    /// Jobs defined earlier in the data dir resume at start. The server
+    /// listens on loopback by default; any other address requires a user
+    /// (--user, or [auth] in the config file). Clients then authenticate
+    /// with a Flight handshake (Basic user:password) and send the bearer
+    /// token it returns; tokens expire after [auth] token_ttl (default 12h).
+    ///
+    /// Settings, highest precedence first: command-line flags (and the
+    /// environment variables named beside them), then the --config file,
+    /// then the defaults. Relative paths in the file are relative to its
+    /// directory. The password is never a flag: it comes from
+    /// FIBERS_PASSWORD, else from the file's [auth] password_env (the name
+    /// of a variable holding it) or password.
+    Serve(config::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,8 +108,8 @@ fn main() -> ExitCode {
                 data_dir,
                 run_for,
                 format,
-            } => run::run(&file, data_dir.path, run_for, format).await,
-            Command::Serve { listen, data_dir } => serve::serve(listen, data_dir.path).await,
+            } => run::run(&file, data_dir.or_default(), run_for, format).await,
+            Command::Serve(args) => serve::serve(args).await,
         }
     });
     match result {

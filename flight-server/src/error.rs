@@ -1,4 +1,5 @@
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use tonic::Status;
 
@@ -31,6 +32,41 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Authentication settings that cannot work (empty password, ...).
+    #[error("invalid authentication settings: {0}")]
+    InvalidAuthConfig(String),
+
+    /// The operating system gave no random bytes for keys or tokens.
+    #[error("cannot get random bytes from the operating system")]
+    Random,
+
+    /// A TLS certificate or key file cannot be used.
+    #[error("TLS {what} {}: {reason}", path.display())]
+    TlsFile {
+        /// `certificate` or `key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The certificate and key cannot serve TLS together (say, the key
+    /// belongs to another certificate).
+    #[error(
+        "cannot serve TLS with certificate {} and key {}: {reason}",
+        cert.display(),
+        key.display()
+    )]
+    Tls {
+        /// The certificate chain file.
+        cert: PathBuf,
+        /// The private key file.
+        key: PathBuf,
+        /// What rustls reported.
+        reason: String,
+    },
+
     /// The gRPC server failed.
     #[error("the Flight SQL server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -47,9 +83,14 @@ impl From<Error> for Status {
             Error::Engine(_) | Error::InvalidRequest(_) => {
                 Status::invalid_argument(error.to_string())
             }
-            Error::Encode(_) | Error::Listen { .. } | Error::Transport(_) => {
-                Status::internal(error.to_string())
-            }
+            // The rest happen at start-up or are the server's fault.
+            Error::Encode(_)
+            | Error::Listen { .. }
+            | Error::InvalidAuthConfig(_)
+            | Error::Random
+            | Error::TlsFile { .. }
+            | Error::Tls { .. }
+            | Error::Transport(_) => Status::internal(error.to_string()),
         }
     }
 }

@@ -375,6 +375,17 @@ fn statement_ticket(ticket: &StatementTicket) -> Result<Ticket> {
 impl FlightSqlService for FibersFlightSqlService {
     type FlightService = FibersFlightSqlService;
 
+    /// Completes a Flight handshake. Credentials were already checked,
+    /// and the token issued, by the authentication guard around the
+    /// service (`crate::guard`); without authentication there is nothing
+    /// to hand out and the handshake succeeds.
+    async fn do_handshake(
+        &self,
+        request: Request<tonic::Streaming<arrow_flight::HandshakeRequest>>,
+    ) -> Result<Response<crate::auth::HandshakeStream>, Status> {
+        crate::auth::handshake_response(&request)
+    }
+
     async fn get_flight_info_statement(
         &self,
         query: CommandStatementQuery,

@@ -1,9 +1,8 @@
 //! `fibers serve` driven by the Rust Flight SQL client: DDL, queries over a
-//! materialized view, SHOW, errors, metadata, shutdown and the
-//! loopback-only rule.
+//! materialized view, SHOW, errors, metadata and shutdown. Authentication,
+//! TLS and the loopback rule are in `flight_auth`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use arrow::util::pretty::pretty_format_batches;
 use arrow_flight::sql::{CommandGetDbSchemas, CommandGetTables, SqlInfo};
@@ -282,20 +281,4 @@ async fn sigterm_stops_the_server_and_its_jobs() {
     let (status, stderr) = server.terminate();
     assert!(status.success(), "{status}: {stderr}");
     assert!(stderr.contains("shutting down: stopping jobs"), "{stderr}");
-}
-
-#[test]
-fn refuses_to_listen_beyond_loopback() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(env!("CARGO_BIN_EXE_fibers"))
-        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .output()
-        .expect("run fibers serve");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains("authentication is not implemented yet"),
-        "{stderr}"
-    );
 }

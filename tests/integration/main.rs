@@ -2,6 +2,7 @@
 
 mod common;
 mod flight;
+mod flight_auth;
 mod flight_python;
 mod flight_stream;
 mod kafka;

@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 /// A running `fibers serve`, killed when dropped (also when a test fails).
 pub struct Server {
     child: Child,
+    /// The address clients connect to.
     pub address: SocketAddr,
     stderr: Option<std::thread::JoinHandle<String>>,
 }
@@ -30,10 +31,26 @@ impl Server {
 
     /// Starts `fibers serve` with `extra` arguments after the defaults.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_with_env(dir, extra, &[])
+    }
+
+    /// Starts `fibers serve` with `extra` arguments and the environment
+    /// variables `env` (`FIBERS_PASSWORD` only from there, never inherited).
+    /// It listens on `127.0.0.1:0` unless `extra` has its own `--listen`.
+    pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let listen: &[&str] = if extra.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_fibers"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
             .arg(dir.join("data"))
             .args(extra)
+            .env_remove("FIBERS_PASSWORD")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -62,9 +79,14 @@ impl Server {
         };
         match address_rx.recv_timeout(Duration::from_secs(60)) {
             Ok(address) => {
-                server.address = address
+                let mut address: SocketAddr = address
                     .parse()
                     .unwrap_or_else(|_| panic!("fibers serve announced {address:?}"));
+                // Listening on all addresses: connect through loopback.
+                if address.ip().is_unspecified() {
+                    address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                }
+                server.address = address;
                 server
             }
             Err(_) => panic!(
