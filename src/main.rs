@@ -3,6 +3,7 @@
 mod output;
 mod run;
 mod serve;
+mod shell;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +67,17 @@ enum Command {
         #[command(flatten)]
         data_dir: DataDir,
     },
+    /// A psql-like shell over Flight SQL, for `fibers serve`.
+    ///
+    /// Interactive on a terminal: line editing, history in
+    /// ~/.fibers_history, statements ending in ';' over several lines,
+    /// backslash commands (\? lists them), Ctrl-C to cancel a statement
+    /// such as SUBSCRIBE. With -c or -f, or with piped input, it runs the
+    /// statements in order and stops at the first error.
+    ///
+    /// Exit status: 0 on success, 1 if a statement or command failed, 2 if
+    /// the server could not be reached or authentication failed.
+    Shell(shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
@@ -87,17 +99,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run {
-                file,
-                data_dir,
-                run_for,
-                format,
-            } => run::run(&file, data_dir.path, run_for, format).await,
-            Command::Serve { listen, data_dir } => serve::serve(listen, data_dir.path).await,
+    let result = match cli.command {
+        // The shell drives the runtime itself: it reads the terminal
+        // between statements, outside any async task.
+        Command::Shell(args) => return shell::run(&runtime, args),
+        Command::Run {
+            file,
+            data_dir,
+            run_for,
+            format,
+        } => runtime.block_on(run::run(&file, data_dir.path, run_for, format)),
+        Command::Serve { listen, data_dir } => {
+            runtime.block_on(serve::serve(listen, data_dir.path))
         }
-    });
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
