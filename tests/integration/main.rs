@@ -1,9 +1,12 @@
 //! Integration tests, compiled into one binary.
 
 mod common;
+mod fake_flight;
 mod flight;
 mod flight_python;
 mod flight_stream;
 mod kafka;
 mod run_cli;
 mod server;
+mod shell;
+mod terminal;
