@@ -228,7 +228,7 @@ impl<'r> Shell<'r> {
                     &mut self.out,
                     self.cancel,
                 ));
-                if self.timing {
+                if self.timing && result.is_ok() {
                     let millis = started.elapsed().as_secs_f64() * 1000.0;
                     writeln!(self.out, "Time: {millis:.3} ms")?;
                 }
