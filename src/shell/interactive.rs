@@ -12,7 +12,7 @@ use rustyline::highlight::{CmdKind, Highlighter};
 use rustyline::hint::Hinter;
 use rustyline::history::{DefaultHistory, FileHistory};
 use rustyline::validate::Validator;
-use rustyline::{ColorMode, Config, Editor, Helper};
+use rustyline::{Behavior, ColorMode, Config, Editor, Helper};
 use unicode_width::UnicodeWidthStr;
 
 use super::client::Host;
@@ -126,7 +126,10 @@ fn catch_interrupts(_shell: &Shell<'_>) -> Option<()> {
 
 /// Reads a password from the terminal without showing it.
 pub fn read_password(prompt: &str) -> std::result::Result<String, String> {
-    let mut editor = Editor::<Hidden, DefaultHistory>::new()
+    // On the terminal itself, so the prompt never lands in redirected
+    // output.
+    let config = Config::builder().behavior(Behavior::PreferTerm).build();
+    let mut editor = Editor::<Hidden, DefaultHistory>::with_config(config)
         .map_err(|e| format!("cannot set up the terminal: {e}"))?;
     editor.set_helper(Some(Hidden));
     // The mask is drawn as highlighting, which rustyline applies only

@@ -26,7 +26,7 @@ use client::{Client, Host};
 use commands::{Command, HELP, format_name};
 use error::{Error, Result};
 use input::{Input, InputKind, StatementSplitter};
-use render::Display;
+use render::DisplayOptions;
 use session::{Cancel, Session};
 
 /// How deep `\i` may nest (a file including itself stops here).
@@ -87,7 +87,7 @@ pub fn run(runtime: &Runtime, args: ShellArgs) -> ExitCode {
     };
     let interactive =
         args.commands.is_empty() && args.file.is_none() && std::io::stdin().is_terminal();
-    let display = Display {
+    let display = DisplayOptions {
         format: args.format,
         expanded: false,
     };
@@ -130,7 +130,7 @@ fn connect(
     runtime: &Runtime,
     host: &Host,
     user: Option<&str>,
-    display: Display,
+    display: DisplayOptions,
 ) -> Result<Session> {
     let password = match user {
         Some(user) => Some(password_for(host, user)?),

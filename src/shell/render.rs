@@ -26,7 +26,7 @@ pub const TABLE_SIZING_ROWS: usize = 1000;
 
 /// How results are shown: the shell's `\format` and `\x` settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Display {
+pub struct DisplayOptions {
     /// Table, CSV or JSON lines.
     pub format: Format,
     /// With the table format, one block per row with a line per column.
@@ -56,7 +56,7 @@ enum Layout {
 impl RowPrinter {
     /// A printer for rows of `schema`; `live` when rows trickle in and
     /// each batch must show at once.
-    pub fn new(display: Display, schema: SchemaRef, live: bool) -> Self {
+    pub fn new(display: DisplayOptions, schema: SchemaRef, live: bool) -> Self {
         let layout = match (display.format, display.expanded) {
             (Format::Table, false) => {
                 let headers = schema.fields().iter().map(|f| f.name().clone()).collect();
@@ -393,7 +393,7 @@ mod tests {
         .unwrap()
     }
 
-    fn render(display: Display, live: bool, batches: &[RecordBatch]) -> String {
+    fn render(display: DisplayOptions, live: bool, batches: &[RecordBatch]) -> String {
         let mut out = Vec::new();
         let mut printer = RowPrinter::new(display, schema(), live);
         for b in batches {
@@ -403,7 +403,7 @@ mod tests {
         String::from_utf8(out).unwrap()
     }
 
-    const TABLE: Display = Display {
+    const TABLE: DisplayOptions = DisplayOptions {
         format: Format::Table,
         expanded: false,
     };
@@ -513,7 +513,7 @@ mod tests {
 
     #[test]
     fn expanded_records() {
-        let display = Display {
+        let display = DisplayOptions {
             format: Format::Table,
             expanded: true,
         };
@@ -548,7 +548,7 @@ mod tests {
 
     #[test]
     fn csv_with_one_header() {
-        let display = Display {
+        let display = DisplayOptions {
             format: Format::Csv,
             expanded: false,
         };
@@ -566,7 +566,7 @@ mod tests {
     #[test]
     fn json_lines_with_explicit_nulls() {
         // \x changes nothing here: JSON has one layout.
-        let display = Display {
+        let display = DisplayOptions {
             format: Format::Json,
             expanded: true,
         };

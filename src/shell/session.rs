@@ -15,7 +15,7 @@ use super::client::Client;
 use super::commands::ObjectKind;
 use super::error::{Error, Result};
 use super::input::leading_keyword;
-use super::render::{Display, RowPrinter, Table, write_row_count};
+use super::render::{DisplayOptions, RowPrinter, Table, write_row_count};
 
 /// The statements that change something; the server answers them with
 /// one `status` row (`CREATE STREAM`), which the shell prints as psql
@@ -51,7 +51,7 @@ impl Cancel {
 pub struct Session {
     client: Client,
     /// How rows are printed.
-    pub display: Display,
+    pub display: DisplayOptions,
 }
 
 /// Prints one statement's result: a command tag, or rows.
@@ -85,7 +85,7 @@ impl Output {
 
 impl Session {
     /// A session over `client`, printing rows as `display` says.
-    pub fn new(client: Client, display: Display) -> Self {
+    pub fn new(client: Client, display: DisplayOptions) -> Self {
         Session { client, display }
     }
 

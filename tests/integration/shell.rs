@@ -563,3 +563,25 @@ fn authenticates_with_the_flight_handshake() {
     );
     assert_eq!(output.status.code(), Some(2));
 }
+
+#[test]
+fn asks_for_the_password_on_the_terminal_without_showing_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakeFlight::start(Some(("alice", "secret")));
+    let mut command = shell_command(&fake.address.to_string(), dir.path());
+    command.args(["--user", "alice"]).env("TERM", "xterm");
+    let mut terminal = Terminal::spawn(command);
+    terminal.expect("Password for user alice: ", TIMEOUT);
+    terminal.type_keys("secret\r");
+    let shown = terminal.expect("fibers=> ", TIMEOUT);
+    assert!(!shown.contains("secret"), "the password was shown: {shown}");
+
+    terminal.type_keys("SELECT 42;\r");
+    terminal.expect(" answer\n--------\n     42\n(1 row)\n", TIMEOUT);
+    terminal.expect("fibers=> ", TIMEOUT);
+    terminal.type_keys("\\q\r");
+    assert!(terminal.wait(TIMEOUT).success());
+    let history =
+        std::fs::read_to_string(dir.path().join(".fibers_history")).expect("the history file");
+    assert!(!history.contains("secret"), "{history}");
+}
