@@ -242,6 +242,7 @@ mod tests {
         assert_eq!(host("HTTP://localhost:7000/"), "localhost:7000");
         assert_eq!(host("localhost"), "localhost:50051");
         assert_eq!(host("[::1]:9000"), "[::1]:9000");
+        assert_eq!(host("[::1]"), "[::1]:50051");
         assert_eq!(host(" db.example:1 "), "db.example:1");
     }
 

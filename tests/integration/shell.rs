@@ -585,3 +585,37 @@ fn asks_for_the_password_on_the_terminal_without_showing_it() {
         std::fs::read_to_string(dir.path().join(".fibers_history")).expect("the history file");
     assert!(!history.contains("secret"), "{history}");
 }
+
+#[test]
+fn a_subscription_piped_into_head_ends_when_the_reader_goes() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let fake = FakeFlight::start(None);
+    let mut child = shell_command(&fake.address.to_string(), dir.path())
+        .args(["--format", "csv", "-c", "SUBSCRIBE ticks"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start fibers shell");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    assert_eq!(read_until(&mut lines, "1"), "n\n0\n1\n");
+    // Like `| head -3`: the reader stops reading and closes the pipe.
+    drop(lines);
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll the shell") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the shell kept running");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    let _ = child
+        .stderr
+        .take()
+        .expect("stderr")
+        .read_to_string(&mut stderr);
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert_eq!(stderr, "");
+    assert!(fake.wait_until_no_subscription(TIMEOUT));
+}
