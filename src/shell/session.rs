@@ -134,7 +134,11 @@ impl Session {
                 let next = tokio::select! {
                     next = stream.next() => next,
                     // Dropping the stream cancels the call on the server.
-                    () = &mut cancelled => return finish_with(output, out, Error::Cancelled),
+                    () = &mut cancelled => {
+                        // The terminal echoed ^C where the next row would go.
+                        writeln!(out)?;
+                        return finish_with(output, out, Error::Cancelled);
+                    }
                 };
                 match next {
                     None => break,

@@ -619,3 +619,42 @@ fn a_subscription_piped_into_head_ends_when_the_reader_goes() {
     assert_eq!(stderr, "");
     assert!(fake.wait_until_no_subscription(TIMEOUT));
 }
+
+#[test]
+fn ctrl_c_ends_a_subscription_to_a_live_view_of_fibers_serve() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let server = Server::start(dir.path());
+    let address = server.address.to_string();
+    let mut command = shell_command(&address, dir.path());
+    command.args([
+        "-c",
+        "CREATE STREAM ticks WITH (connector = 'stocks', rate = '50', symbols = 'AAPL');
+         CREATE MATERIALIZED VIEW symbols WITH (archive = 'parquet', path = 'symbols') AS
+           SELECT symbol FROM ticks",
+    ]);
+    let output = run(command, None);
+    assert_eq!(
+        text(&output.stdout),
+        "CREATE STREAM\nCREATE MATERIALIZED VIEW\n",
+        "{output:?}"
+    );
+
+    let mut command = shell_command(&address, dir.path());
+    command.env("TERM", "xterm");
+    let mut terminal = Terminal::spawn(command);
+    terminal.expect("fibers=> ", TIMEOUT);
+    terminal.type_keys("SUBSCRIBE symbols;\r");
+    // Rows keep coming while the subscription runs.
+    terminal.expect(" symbol\n--------\n AAPL\n AAPL\n AAPL\n", TIMEOUT);
+    terminal.type_keys("\x03");
+    terminal.expect("rows)\n", TIMEOUT);
+    terminal.expect("Cancelled.\n", TIMEOUT);
+    terminal.expect("fibers=> ", TIMEOUT);
+
+    // The shell goes on, and the view stays.
+    terminal.type_keys("SHOW VIEWS;\r");
+    terminal.expect(" symbols | parquet | symbols\n(1 row)\n", TIMEOUT);
+    terminal.expect("fibers=> ", TIMEOUT);
+    terminal.type_keys("\\q\r");
+    assert!(terminal.wait(TIMEOUT).success());
+}

@@ -87,7 +87,12 @@ impl Terminal {
             loop {
                 // EIO once the program has closed the terminal.
                 let read = reader.read(&mut buffer).unwrap_or(0);
-                let mut output = shared.output.lock().expect("screen lock");
+                // A test that failed while holding the lock poisoned it;
+                // the output is still worth keeping.
+                let mut output = shared
+                    .output
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 if read == 0 {
                     output.1 = true;
                     shared.changed.notify_all();
@@ -133,6 +138,8 @@ impl Terminal {
                 } else {
                     "timed out"
                 };
+                // Fail without holding the lock, so it is not poisoned.
+                drop(screen);
                 panic!(
                     "{why} waiting for {text:?}; after the part already matched, the terminal shows:\n{}",
                     &output[self.seen.min(output.len())..]
