@@ -4,6 +4,7 @@ mod config;
 mod output;
 mod run;
 mod serve;
+mod shell;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -80,6 +81,17 @@ enum Command {
     /// FIBERS_PASSWORD, else from the file's [auth] password_env (the name
     /// of a variable holding it) or password.
     Serve(config::ServeArgs),
+    /// A psql-like shell over Flight SQL, for `fibers serve`.
+    ///
+    /// Interactive on a terminal: line editing, history in
+    /// ~/.fibers_history, statements ending in ';' over several lines,
+    /// backslash commands (\? lists them), Ctrl-C to cancel a statement
+    /// such as SUBSCRIBE. With -c or -f, or with piped input, it runs the
+    /// statements in order and stops at the first error.
+    ///
+    /// Exit status: 0 on success, 1 if a statement or command failed, 2 if
+    /// the server could not be reached or authentication failed.
+    Shell(shell::ShellArgs),
 }
 
 fn main() -> ExitCode {
@@ -101,17 +113,18 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Run {
-                file,
-                data_dir,
-                run_for,
-                format,
-            } => run::run(&file, data_dir.or_default(), run_for, format).await,
-            Command::Serve(args) => serve::serve(args).await,
-        }
-    });
+    let result = match cli.command {
+        // The shell drives the runtime itself: it reads the terminal
+        // between statements, outside any async task.
+        Command::Shell(args) => return shell::run(&runtime, args),
+        Command::Run {
+            file,
+            data_dir,
+            run_for,
+            format,
+        } => runtime.block_on(run::run(&file, data_dir.or_default(), run_for, format)),
+        Command::Serve(args) => runtime.block_on(serve::serve(args)),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

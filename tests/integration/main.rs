@@ -1,6 +1,7 @@
 //! Integration tests, compiled into one binary.
 
 mod common;
+mod fake_flight;
 mod flight;
 mod flight_auth;
 mod flight_python;
@@ -8,3 +9,5 @@ mod flight_stream;
 mod kafka;
 mod run_cli;
 mod server;
+mod shell;
+mod terminal;
