@@ -23,4 +23,4 @@ pub use auth::{AuthConfig, DEFAULT_TOKEN_TTL, MIN_TOKEN_TTL};
 pub use error::{Error, Result};
 pub use server::FlightServer;
 pub use service::FibersFlightSqlService;
-pub use tls::TlsConfig;
+pub use tls::{TlsConfig, install_provider as install_tls_provider};

@@ -78,11 +78,12 @@ fn provider() -> CryptoProvider {
     rustls::crypto::ring::default_provider()
 }
 
-/// tonic builds its rustls server configuration with the process's
-/// default provider. Our dependencies compile rustls with both ring and
-/// aws-lc-rs, so rustls cannot pick one by itself and would panic: install
-/// ring unless a provider is already installed.
-fn install_provider() {
+/// tonic builds its rustls configurations (server and client) with the
+/// process's default provider. Our dependencies compile rustls with both
+/// ring and aws-lc-rs, so rustls cannot pick one by itself and would
+/// panic: install ring unless a provider is already installed. Clients in
+/// this process (the shell) call it before connecting over TLS.
+pub fn install_provider() {
     if CryptoProvider::get_default().is_none() {
         // An error means another thread installed one in between, which
         // serves just as well.

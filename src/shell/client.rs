@@ -1,6 +1,7 @@
 //! The shell's connection: Flight SQL calls only, so anything the shell
 //! does, any Flight SQL client can do.
 
+use std::path::Path;
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -14,7 +15,7 @@ use futures::TryStreamExt;
 use tonic::Code;
 use tonic::codegen::http::Uri;
 use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use super::commands::ObjectKind;
 use super::error::{Error, Result, root_cause, status_message};
@@ -25,33 +26,30 @@ pub const DEFAULT_PORT: u16 = 50051;
 /// How long to wait for the TCP and HTTP/2 connection to the server.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The server address: `HOST:PORT`, `HOST` (port 50051) or
-/// `http://HOST:PORT`.
+/// The server address: `HOST:PORT`, `HOST` (port 50051),
+/// `http://HOST:PORT` or `https://HOST:PORT` (TLS).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
-    /// `http://HOST:PORT`, as the channel connects to it.
-    uri: String,
     /// `HOST:PORT`, as messages name it.
     name: String,
+    /// `HOST`, the name a TLS certificate must carry.
+    domain: String,
+    /// Whether to connect over TLS.
+    tls: bool,
 }
 
 impl Host {
     /// Parses an address given with `--host` or `FIBERS_HOST`.
     pub fn parse(address: &str) -> std::result::Result<Host, String> {
         let address = address.trim();
-        let rest = match address.split_once("://") {
-            None => address,
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
-            Some((scheme, _)) if scheme.eq_ignore_ascii_case("https") => {
-                return Err(format!(
-                    "'{address}': TLS (https://) is not supported yet; give HOST:PORT or \
-                     http://HOST:PORT"
-                ));
-            }
+        let (rest, tls) = match address.split_once("://") {
+            None => (address, false),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => (rest, false),
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("https") => (rest, true),
             Some((scheme, _)) => {
                 return Err(format!(
-                    "'{address}': unsupported scheme '{scheme}://'; give HOST:PORT or \
-                     http://HOST:PORT"
+                    "'{address}': unsupported scheme '{scheme}://'; give HOST:PORT, \
+                     http://HOST:PORT or https://HOST:PORT"
                 ));
             }
         };
@@ -72,10 +70,13 @@ impl Host {
             }
             None => DEFAULT_PORT,
         };
-        let name = format!("{host}:{port}");
         Ok(Host {
-            uri: format!("http://{name}"),
-            name,
+            name: format!("{host}:{port}"),
+            domain: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string(),
+            tls,
         })
     }
 
@@ -92,16 +93,36 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `host`; fails at once if nothing answers there.
-    pub async fn connect(host: &Host) -> Result<Client> {
+    /// Connects to `host`; fails at once if nothing answers there. Over
+    /// TLS when the host says `https://` or `tls_ca` names the PEM
+    /// certificate(s) to trust (otherwise the system's roots are).
+    pub async fn connect(host: &Host, tls_ca: Option<&Path>) -> Result<Client> {
         let connect_error = |reason: String| Error::Connect {
             host: host.name.clone(),
             reason,
         };
-        let endpoint = Endpoint::from_shared(host.uri.clone())
+        let tls = host.tls || tls_ca.is_some();
+        let scheme = if tls { "https" } else { "http" };
+        let mut endpoint = Endpoint::from_shared(format!("{scheme}://{}", host.name))
             .map_err(|e| connect_error(root_cause(&e)))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
+        if tls {
+            fibers_flight::install_tls_provider();
+            let mut config = ClientTlsConfig::new().domain_name(host.domain.clone());
+            config = match tls_ca {
+                Some(path) => {
+                    let pem = std::fs::read(path).map_err(|e| {
+                        connect_error(format!("cannot read --tls-ca {}: {e}", path.display()))
+                    })?;
+                    config.ca_certificate(Certificate::from_pem(pem))
+                }
+                None => config.with_native_roots(),
+            };
+            endpoint = endpoint
+                .tls_config(config)
+                .map_err(|e| connect_error(root_cause(&e)))?;
+        }
         let channel = endpoint
             .connect()
             .await
@@ -231,7 +252,7 @@ mod tests {
 
     fn host(address: &str) -> String {
         let host = Host::parse(address).unwrap_or_else(|e| panic!("{address}: {e}"));
-        assert_eq!(host.uri, format!("http://{}", host.name));
+        assert!(!host.tls, "{address}");
         host.name
     }
 
@@ -260,8 +281,8 @@ mod tests {
             let error = Host::parse(address).expect_err(address);
             assert!(error.contains("is not an address"), "{address}: {error}");
         }
-        let tls = Host::parse("https://h:1").unwrap_err();
-        assert!(tls.contains("TLS (https://) is not supported yet"), "{tls}");
+        let tls = Host::parse("https://h:1").unwrap();
+        assert!(tls.tls && tls.name == "h:1" && tls.domain == "h", "{tls:?}");
         let other = Host::parse("grpc://h:1").unwrap_err();
         assert!(other.contains("unsupported scheme 'grpc://'"), "{other}");
     }

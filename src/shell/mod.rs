@@ -38,7 +38,9 @@ const PASSWORD_VARIABLE: &str = "FIBERS_PASSWORD";
 /// Options of `fibers shell`.
 #[derive(Debug, clap::Args)]
 pub struct ShellArgs {
-    /// The server: HOST:PORT, HOST (port 50051) or http://HOST:PORT.
+    /// The server: HOST:PORT, HOST (port 50051), http://HOST:PORT, or
+    /// https://HOST:PORT for TLS (trusting the system's root certificates
+    /// unless --tls-ca is given).
     #[arg(
         long,
         value_name = "HOST:PORT",
@@ -69,6 +71,11 @@ pub struct ShellArgs {
     #[arg(long, value_name = "USER", env = "FIBERS_USER")]
     user: Option<String>,
 
+    /// Connect over TLS, trusting the PEM certificate(s) in FILE (for a
+    /// server with a self-signed or private CA's certificate).
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
+
     /// How rows are printed (also `\format` in the shell).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -91,7 +98,13 @@ pub fn run(runtime: &Runtime, args: ShellArgs) -> ExitCode {
         format: args.format,
         expanded: false,
     };
-    let session = match connect(runtime, &host, args.user.as_deref(), display) {
+    let session = match connect(
+        runtime,
+        &host,
+        args.tls_ca.as_deref(),
+        args.user.as_deref(),
+        display,
+    ) {
         Ok(session) => session,
         Err(e) => {
             eprintln!("fibers shell: {e}");
@@ -129,6 +142,7 @@ pub fn run(runtime: &Runtime, args: ShellArgs) -> ExitCode {
 fn connect(
     runtime: &Runtime,
     host: &Host,
+    tls_ca: Option<&Path>,
     user: Option<&str>,
     display: DisplayOptions,
 ) -> Result<Session> {
@@ -137,7 +151,7 @@ fn connect(
         None => None,
     };
     runtime.block_on(async {
-        let mut client = Client::connect(host).await?;
+        let mut client = Client::connect(host, tls_ca).await?;
         if let (Some(user), Some(password)) = (user, password) {
             client.authenticate(user, &password).await?;
         }

@@ -335,7 +335,7 @@ fn misconfigured_authentication_or_tls_refuses_to_start() {
 
 /// A self-signed certificate for `localhost` and 127.0.0.1, written to
 /// `dir`; returns the certificate PEM and both paths.
-fn self_signed_certificate(dir: &Path) -> (String, String, String) {
+pub fn self_signed_certificate(dir: &Path) -> (String, String, String) {
     let certified =
         rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])
             .expect("generate a certificate");

@@ -53,6 +53,36 @@ fn output_within(command: &mut Command, timeout: Duration) -> Output {
 }
 
 #[test]
+fn adbc_and_pyarrow_flight_log_in_to_a_server_with_a_user() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start_with_env(
+        dir.path(),
+        &["--user", "alice"],
+        &[("FIBERS_PASSWORD", "pw-1")],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
+    let mut command = Command::new(python());
+    command
+        .arg(&script)
+        .arg("--uri")
+        .arg(format!("grpc://{}", server.address))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--auth-user", "alice"])
+        .env("FIBERS_PASSWORD", "pw-1");
+    let output = output_within(&mut command, PATIENCE);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("auth: ADBC login"),
+        "flight_clients.py --auth-user failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\n\
+         fibers serve's stderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr),
+        server.stop()
+    );
+}
+
+#[test]
 fn adbc_and_pyarrow_flight_clients_and_the_delta_archive() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = Server::start(dir.path());

@@ -1,7 +1,9 @@
 //! `fibers shell` as users run it: statements from -c, -f and piped
 //! input against `fibers serve`, exit statuses, and an interactive
-//! session on a pseudo-terminal. Subscriptions and authentication, which
-//! `fibers serve` does not offer yet, run against a fake Flight SQL server.
+//! session on a pseudo-terminal, a live SUBSCRIBE, and a login over TLS.
+//! Cases a real server cannot produce on demand (a subscriber falling
+//! behind, a server without authentication answering a login) run against
+//! a fake Flight SQL server.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
@@ -343,12 +345,12 @@ fn an_unreachable_server_exits_with_status_2() {
         "{stderr}"
     );
 
-    let mut command = shell_command("https://127.0.0.1:1", dir.path());
+    let mut command = shell_command("grpc://127.0.0.1:1", dir.path());
     command.args(["-c", "SHOW STREAMS"]);
     let output = run(command, None);
     assert_eq!(output.status.code(), Some(2));
     assert!(
-        text(&output.stderr).contains("TLS (https://) is not supported yet"),
+        text(&output.stderr).contains("unsupported scheme 'grpc://'"),
         "{output:?}"
     );
 }
@@ -657,4 +659,67 @@ fn ctrl_c_ends_a_subscription_to_a_live_view_of_fibers_serve() {
     terminal.expect("fibers=> ", TIMEOUT);
     terminal.type_keys("\\q\r");
     assert!(terminal.wait(TIMEOUT).success());
+}
+
+#[test]
+fn logs_in_to_fibers_serve_over_tls() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (_, cert, key) = crate::flight_auth::self_signed_certificate(dir.path());
+    let server = Server::start_with_env(
+        dir.path(),
+        &["--user", "alice", "--tls-cert", &cert, "--tls-key", &key],
+        &[("FIBERS_PASSWORD", "s3cret")],
+    );
+    let port = server.address.port();
+    let https = format!("https://localhost:{port}");
+
+    // Trusting the server's certificate, with the right password.
+    let mut command = shell_command(&https, dir.path());
+    command
+        .args([
+            "--tls-ca",
+            &cert,
+            "--user",
+            "alice",
+            "-c",
+            "SELECT 1 AS one",
+        ])
+        .env("FIBERS_PASSWORD", "s3cret");
+    let output = run(command, None);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stdout),
+        " one\n-----\n   1\n(1 row)\n\n",
+        "{}",
+        text(&output.stderr)
+    );
+
+    // A wrong password, no credentials, and a certificate the shell does
+    // not trust all end with status 2 and say why.
+    let mut command = shell_command(&https, dir.path());
+    command
+        .args(["--tls-ca", &cert, "--user", "alice", "-c", "SELECT 1"])
+        .env("FIBERS_PASSWORD", "wrong");
+    let output = run(command, None);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("invalid user name or password"),
+        "{}",
+        text(&output.stderr)
+    );
+    let mut command = shell_command(&https, dir.path());
+    command.args(["--tls-ca", &cert, "-c", "SELECT 1"]);
+    let output = run(command, None);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stderr).contains("authenticat"),
+        "{}",
+        text(&output.stderr)
+    );
+    let mut command = shell_command(&https, dir.path());
+    command
+        .args(["--user", "alice", "-c", "SELECT 1"])
+        .env("FIBERS_PASSWORD", "s3cret");
+    let output = run(command, None);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output.stderr));
 }

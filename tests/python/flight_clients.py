@@ -502,13 +502,66 @@ def archive_matches(conn, data_dir, subscribed):
 # -------------------------------------------------------------------- main
 
 
+def authentication(uri, user, password):
+    """Against a server started with --user: ADBC logs in with username and
+    password; pyarrow authenticates with a Basic handshake and sends the
+    bearer token it gets; without or with wrong credentials both are
+    refused as unauthenticated."""
+    conn = flightsql.connect(
+        uri, db_kwargs={"username": user, "password": password}, autocommit=True
+    )
+    cur = conn.cursor()
+    cur.execute("SELECT 41 + 1 AS answer")
+    assert cur.fetchall() == [(42,)], "ADBC after login"
+    cur.close()
+    conn.close()
+    for kwargs in [{}, {"username": user, "password": password + "x"}]:
+        def attempt(kwargs=kwargs):
+            c = flightsql.connect(uri, db_kwargs=kwargs, autocommit=True)
+            try:
+                cursor = c.cursor()
+                cursor.execute("SELECT 1")
+                cursor.fetchall()
+            finally:
+                c.close()
+        message = expect_error(attempt, "UNAUTHENTICATED")
+        assert "internal" not in message.lower(), message
+
+    client = flight.FlightClient(uri)
+    header = client.authenticate_basic_token(user, password)
+    assert header[0] == b"authorization" and header[1].startswith(b"Bearer "), header
+    options = flight.FlightCallOptions(headers=[header])
+    info = client.get_flight_info(statement_query("SELECT 7 AS seven"), options)
+    table = client.do_get(info.endpoints[0].ticket, options).read_all()
+    assert table.to_pylist() == [{"seven": 7}], table.to_pylist()
+    try:
+        client.get_flight_info(statement_query("SELECT 7"))
+        raise AssertionError("a call without the token was answered")
+    except flight.FlightUnauthenticatedError as e:
+        assert "authorization" in str(e).lower() or "authenticat" in str(e).lower(), str(e)
+    try:
+        client.authenticate_basic_token(user, "wrong")
+        raise AssertionError("a wrong password was accepted")
+    except flight.FlightUnauthenticatedError as e:
+        assert "invalid user name or password" in str(e), str(e)
+    client.close()
+    print("auth: ADBC login and pyarrow bearer token work; missing or wrong credentials are UNAUTHENTICATED")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--uri", required=True, help="grpc://127.0.0.1:PORT")
     parser.add_argument("--data-dir", required=True, help="the server's --data-dir")
     parser.add_argument("--trades", default=TRADES, help="the trades JSON lines file")
     parser.add_argument("--brokers", help="a Kafka broker, for ingest")
+    parser.add_argument(
+        "--auth-user",
+        help="only check authentication, as this user (password in FIBERS_PASSWORD)",
+    )
     args = parser.parse_args()
+    if args.auth_user:
+        authentication(args.uri, args.auth_user, os.environ["FIBERS_PASSWORD"])
+        return
 
     trades_path = os.path.abspath(args.trades)
     trades = load_trades(trades_path)
