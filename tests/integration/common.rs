@@ -2,7 +2,7 @@
 //! independent reader (the Python `deltalake` package and pyarrow), and
 //! the Kafka tests' independent client, schema registry and broker.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -36,12 +36,26 @@ pub fn fibers_run(dir: &Path, sql: &str, extra: &[&str]) -> Output {
 /// Like [`fibers_run`], for a run that must end by itself: fails the test
 /// (after killing the process) if it is still running after `timeout`.
 pub fn fibers_run_within(dir: &Path, sql: &str, extra: &[&str], timeout: Duration) -> Output {
-    let mut child = fibers_command(dir, sql, extra)
+    output_within(&mut fibers_command(dir, sql, extra), None, timeout)
+}
+
+/// Runs `command` with `stdin` as its input (empty if `None`), draining
+/// its output while it runs; fails the test (after killing the process)
+/// if it is still running after `timeout`.
+pub fn output_within(command: &mut Command, stdin: Option<&str>, timeout: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start fibers");
-    // Drain both pipes while waiting, so a chatty run cannot block on them.
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let mut input = child.stdin.take().expect("stdin");
+    let text = stdin.unwrap_or_default().to_string();
+    let writer = std::thread::spawn(move || {
+        // The process may stop reading early (at an error); not a failure.
+        let _ = input.write_all(text.as_bytes());
+    });
+    // Drain both pipes while waiting, so a chatty process cannot block.
     let mut stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
     let out = std::thread::spawn(move || {
@@ -56,19 +70,20 @@ pub fn fibers_run_within(dir: &Path, sql: &str, extra: &[&str], timeout: Duratio
     });
     let deadline = Instant::now() + timeout;
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for fibers") {
+        if let Some(status) = child.try_wait().expect("wait for the process") {
             break status;
         }
         if Instant::now() > deadline {
-            child.kill().expect("kill fibers");
-            child.wait().expect("reap fibers");
+            let _ = child.kill();
+            let _ = child.wait();
             panic!(
-                "fibers did not exit within {timeout:?}; stderr:\n{}",
+                "{command:?} did not exit within {timeout:?}; stderr:\n{}",
                 String::from_utf8_lossy(&err.join().unwrap_or_default())
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
+    let _ = writer.join();
     Output {
         status,
         stdout: out.join().unwrap_or_default(),

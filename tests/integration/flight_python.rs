@@ -3,53 +3,27 @@
 //! read back by the `deltalake` package (`tests/python/flight_clients.py`,
 //! which says what each part checks).
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::python;
+use crate::common::{output_within, python};
 use crate::server::Server;
 
 /// How long the whole client run may take (it needs about ten seconds).
 const PATIENCE: Duration = Duration::from_secs(300);
 
-/// Runs `command`, killing it if it is still running after `timeout`.
-fn output_within(command: &mut Command, timeout: Duration) -> Output {
-    let mut child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start the Python clients");
-    // Drain both pipes while waiting, so a chatty run cannot block.
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the Python clients") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().expect("kill the Python clients");
-            break child.wait().expect("reap the Python clients");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output {
-        status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
-    }
+/// `flight_clients.py` pointed at `server`, whose data dir is `dir/data`.
+fn clients(server: &Server, dir: &Path) -> Command {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
+    let mut command = Command::new(python());
+    command
+        .arg(script)
+        .arg("--uri")
+        .arg(format!("grpc://{}", server.address))
+        .arg("--data-dir")
+        .arg(dir.join("data"));
+    command
 }
 
 #[test]
@@ -60,17 +34,11 @@ fn adbc_and_pyarrow_flight_log_in_to_a_server_with_a_user() {
         &["--user", "alice"],
         &[("FIBERS_PASSWORD", "pw-1")],
     );
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
-    let mut command = Command::new(python());
+    let mut command = clients(&server, dir.path());
     command
-        .arg(&script)
-        .arg("--uri")
-        .arg(format!("grpc://{}", server.address))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
         .args(["--auth-user", "alice"])
         .env("FIBERS_PASSWORD", "pw-1");
-    let output = output_within(&mut command, PATIENCE);
+    let output = output_within(&mut command, None, PATIENCE);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success() && stdout.contains("auth: ADBC login"),
@@ -93,19 +61,12 @@ fn adbc_and_pyarrow_flight_clients_and_the_delta_archive() {
     if brokers.is_none() {
         eprintln!("FIBERS_TEST_BROKERS is not set: the Kafka ingest part is skipped");
     }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/flight_clients.py");
-    let mut command = Command::new(python());
-    command
-        .arg(&script)
-        .arg("--uri")
-        .arg(format!("grpc://{}", server.address))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"));
+    let mut command = clients(&server, dir.path());
     if let Some(brokers) = &brokers {
         command.args(["--brokers", brokers]);
     }
     let started = Instant::now();
-    let output = output_within(&mut command, PATIENCE);
+    let output = output_within(&mut command, None, PATIENCE);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

@@ -5,7 +5,7 @@
 //! behind, a server without authentication answering a login) run against
 //! a fake Flight SQL server.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -38,47 +38,7 @@ fn shell_command(address: &str, home: &Path) -> Command {
 /// Runs `command` with `stdin` as its input (empty if `None`) and fails
 /// the test if it has not exited within [`TIMEOUT`].
 fn run(mut command: Command, stdin: Option<&str>) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start fibers shell");
-    let mut input = child.stdin.take().expect("stdin");
-    let text = stdin.unwrap_or_default().to_string();
-    let writer = std::thread::spawn(move || {
-        // The shell may stop reading at an error; that is not a failure.
-        let _ = input.write_all(text.as_bytes());
-    });
-    let mut stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
-    let out = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stdout.read_to_end(&mut buf);
-        buf
-    });
-    let err = std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = stderr.read_to_end(&mut buf);
-        buf
-    });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for fibers shell") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("fibers shell did not exit within {TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let _ = writer.join();
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader"),
-        stderr: err.join().expect("stderr reader"),
-    }
+    crate::common::output_within(&mut command, stdin, TIMEOUT)
 }
 
 fn text(bytes: &[u8]) -> String {
