@@ -15,7 +15,7 @@ use anyhow::{Context, bail};
 use fibers_flight::{AuthConfig, TlsConfig};
 use serde::{Deserialize, Deserializer};
 
-use crate::DataDir;
+use crate::{CheckpointArgs, DataDir};
 
 /// The environment variable holding the password of `--user`. A password
 /// is never a command-line argument: other users of the machine can read
@@ -29,7 +29,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 #[derive(Debug, clap::Args)]
 pub struct ServeArgs {
     /// A TOML settings file (keys: listen, data_dir, [auth] user, password or
-    /// password_env, token_ttl, [tls] cert, key). Flags override its values.
+    /// password_env, token_ttl, [tls] cert, key, [checkpoint] interval, url,
+    /// retained). Flags override its values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The address to listen on (port 0 picks a free port); anything but
@@ -49,6 +50,8 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    #[command(flatten)]
+    checkpoints: CheckpointArgs,
 }
 
 /// Everything `fibers serve` needs, validated.
@@ -62,6 +65,8 @@ pub struct ServeSettings {
     pub auth: Option<AuthConfig>,
     /// The certificate and key to serve TLS with; `None` for plain text.
     pub tls: Option<TlsConfig>,
+    /// How often jobs checkpoint, and where.
+    pub checkpoints: fibers_engine::CheckpointConfig,
 }
 
 /// The settings file. Every key is optional; unknown keys are errors, so a
@@ -73,6 +78,17 @@ struct SettingsFile {
     data_dir: Option<PathBuf>,
     auth: Option<AuthSection>,
     tls: Option<TlsSection>,
+    checkpoint: Option<CheckpointSection>,
+}
+
+/// `[checkpoint]`: how often jobs checkpoint, and where.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckpointSection {
+    /// A duration such as "10s", or "off".
+    interval: Option<String>,
+    url: Option<String>,
+    retained: Option<usize>,
 }
 
 /// `[auth]`: the user clients must authenticate as.
@@ -177,6 +193,22 @@ impl ServeSettings {
             ),
         };
 
+        let section = parsed.checkpoint.unwrap_or_default();
+        let mut from_file = fibers_engine::CheckpointConfig::default();
+        if let Some(interval) = section.interval {
+            from_file.interval = fibers_engine::checkpoint::parse_interval(&interval)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("[checkpoint] interval in {source}"))?;
+        }
+        from_file.url = section.url;
+        if let Some(retained) = section.retained {
+            if retained == 0 {
+                bail!("[checkpoint] retained in {source} must be at least 1");
+            }
+            from_file.retained = retained;
+        }
+        let checkpoints = args.checkpoints.resolve(from_file);
+
         if auth.is_none() && !listen.ip().to_canonical().is_loopback() {
             bail!(
                 "refusing to listen on {listen} without authentication: anyone who can reach \
@@ -190,7 +222,15 @@ impl ServeSettings {
             data_dir,
             auth,
             tls,
+            checkpoints,
         })
+    }
+
+    /// The engine's configuration.
+    pub fn engine_config(&self) -> fibers_engine::EngineConfig {
+        let mut config = fibers_engine::EngineConfig::new(&self.data_dir);
+        config.checkpoints = self.checkpoints.clone();
+        config
     }
 
     /// Whether clients on other machines can reach the server.

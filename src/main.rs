@@ -45,6 +45,43 @@ impl DataDir {
     }
 }
 
+/// How often jobs checkpoint, and where.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct CheckpointArgs {
+    /// Time between a job's checkpoints (e.g. 10s, 1m), or `off`. A job's
+    /// `checkpoint_interval` in its WITH overrides it [default: 10s]
+    #[arg(
+        long = "checkpoint-interval",
+        value_name = "DURATION",
+        env = "FIBERS_CHECKPOINT_INTERVAL",
+        value_parser = fibers_engine::checkpoint::parse_interval
+    )]
+    interval: Option<Option<Duration>>,
+    /// Where checkpoints are stored: a URL such as file:///var/fibers/cp
+    /// or memory:// [default: the data dir's `checkpoints` directory]
+    #[arg(
+        long = "checkpoint-url",
+        value_name = "URL",
+        env = "FIBERS_CHECKPOINT_URL"
+    )]
+    url: Option<String>,
+    /// Complete checkpoints kept per job; older ones are deleted
+    /// [default: 3]
+    #[arg(long = "checkpoints-retained", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    retained: Option<u32>,
+}
+
+impl CheckpointArgs {
+    /// The engine's settings: these flags over `fallback` (a config file's).
+    fn resolve(self, fallback: fibers_engine::CheckpointConfig) -> fibers_engine::CheckpointConfig {
+        fibers_engine::CheckpointConfig {
+            interval: self.interval.unwrap_or(fallback.interval),
+            url: self.url.or(fallback.url),
+            retained: self.retained.map_or(fallback.retained, |n| n as usize),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a SQL script with an embedded engine (no server, no broker).
@@ -65,6 +102,8 @@ enum Command {
         /// How query results are printed.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
     },
     /// Serve the engine over Arrow Flight SQL until Ctrl-C or SIGTERM.
     ///
@@ -122,7 +161,12 @@ fn main() -> ExitCode {
             data_dir,
             run_for,
             format,
-        } => runtime.block_on(run::run(&file, data_dir.or_default(), run_for, format)),
+            checkpoints,
+        } => {
+            let mut config = fibers_engine::EngineConfig::new(data_dir.or_default());
+            config.checkpoints = checkpoints.resolve(config.checkpoints);
+            runtime.block_on(run::run(&file, config, run_for, format))
+        }
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
     };
     match result {

@@ -1,6 +1,6 @@
 //! `fibers run FILE.sql`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -10,7 +10,7 @@ use crate::output::{Format, print_rows};
 
 pub async fn run(
     file: &Path,
-    data_dir: PathBuf,
+    config: EngineConfig,
     run_for: Option<Duration>,
     format: Format,
 ) -> anyhow::Result<()> {
@@ -18,7 +18,8 @@ pub async fn run(
         std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let statements =
         fibers_engine::parse_script(&sql).with_context(|| format!("{}", file.display()))?;
-    let engine = Engine::open(EngineConfig::new(&data_dir))
+    let data_dir = config.data_dir.clone();
+    let engine = Engine::open(config)
         .await
         .with_context(|| format!("cannot open data dir {}", data_dir.display()))?;
     let deadline = run_for.map(|d| tokio::time::Instant::now() + d);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use fibers_engine::{Engine, EngineConfig};
+use fibers_engine::Engine;
 use fibers_flight::FlightServer;
 
 use crate::config::{ServeArgs, ServeSettings};
@@ -14,7 +14,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // job. Connections that arrive while it opens wait in the backlog.
     let server = start(&settings).await?;
     let engine = Arc::new(
-        Engine::open(EngineConfig::new(&settings.data_dir))
+        Engine::open(settings.engine_config())
             .await
             .with_context(|| format!("cannot open data dir {}", settings.data_dir.display()))?,
     );

@@ -16,8 +16,9 @@ use fibers_sql::{
 use tokio::sync::{Mutex, watch};
 
 use crate::archive::ArchiveConfig;
+use crate::checkpoint::{CheckpointConfig, CheckpointStore};
 use crate::connector::{StreamDef, kafka};
-use crate::job::{JobHandle, JobSpec};
+use crate::job::{JobCheckpoints, JobHandle, JobSpec};
 use crate::plan::InputTable;
 use crate::query::AdHocPlan;
 use crate::subscribe::{Feed, subscribe_stream};
@@ -30,14 +31,18 @@ pub struct EngineConfig {
     pub data_dir: PathBuf,
     /// Rows per batch read from sources.
     pub batch_size: usize,
+    /// How often jobs checkpoint, and where.
+    pub checkpoints: CheckpointConfig,
 }
 
 impl EngineConfig {
-    /// Defaults for a data dir: 8192-row batches.
+    /// Defaults for a data dir: 8192-row batches, a checkpoint every 10 s
+    /// in `<data dir>/checkpoints`.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         EngineConfig {
             data_dir: data_dir.into(),
             batch_size: 8192,
+            checkpoints: CheckpointConfig::default(),
         }
     }
 }
@@ -114,6 +119,12 @@ pub struct Engine {
     config: EngineConfig,
     catalog: Arc<Catalog>,
     objects: Mutex<Objects>,
+    /// Where jobs keep their checkpoints: the store, its root and its URL.
+    checkpoint_store: (
+        Arc<dyn object_store::ObjectStore>,
+        object_store::path::Path,
+        String,
+    ),
     /// Set when the engine stops: every subscription ends.
     closing: watch::Sender<bool>,
     /// Held open (and locked) while the engine lives: two engines on one
@@ -127,9 +138,12 @@ impl Engine {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let lock = lock_data_dir(&config.data_dir)?;
         let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog.db"))?);
+        let checkpoint_store =
+            crate::checkpoint::open_store(&config.checkpoints, &config.data_dir)?;
         let engine = Engine {
             config,
             catalog,
+            checkpoint_store,
             objects: Mutex::new(Objects::default()),
             closing: watch::Sender::new(false),
             _lock: lock,
@@ -538,6 +552,7 @@ impl Engine {
             },
         );
         if start {
+            let checkpoints = self.job_checkpoints(&create.name, &archive);
             let job = JobHandle::start(JobSpec {
                 name: create.name.clone(),
                 stream,
@@ -546,10 +561,32 @@ impl Engine {
                 batch_size: self.config.batch_size,
                 catalog: Arc::clone(&self.catalog),
                 feed,
+                checkpoints,
             });
             objects.jobs.insert(create.name.clone(), job);
         }
         Ok(())
+    }
+
+    /// The checkpoints of job `name`.
+    fn checkpoints_of(&self, name: &str) -> CheckpointStore {
+        let (store, root, url) = &self.checkpoint_store;
+        CheckpointStore::new(Arc::clone(store), root, url, name)
+    }
+
+    /// A job's checkpoint settings: its `WITH` options over the engine's.
+    fn job_checkpoints(&self, name: &str, archive: &ArchiveConfig) -> JobCheckpoints {
+        let engine = &self.config.checkpoints;
+        let policy = archive.commit;
+        let enabled = policy.checkpoints.unwrap_or(engine.interval.is_some());
+        JobCheckpoints {
+            store: enabled.then(|| self.checkpoints_of(name)),
+            interval: policy
+                .interval
+                .or(engine.interval)
+                .unwrap_or(crate::checkpoint::DEFAULT_INTERVAL),
+            retained: engine.retained,
+        }
     }
 
     async fn drop_object(
@@ -584,6 +621,9 @@ impl Engine {
                 job.stop().await;
             }
             self.catalog.drop_object(kind, name)?;
+            // A view re-created under this name is a new job: it must not
+            // resume this one's state.
+            self.checkpoints_of(name).delete_all().await?;
             objects.outputs.remove(name);
         }
         Ok(StatementResult::Done(done.into()))

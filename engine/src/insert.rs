@@ -10,7 +10,6 @@ use datafusion::sql::sqlparser::ast;
 use fibers_sql::arrow_type_to_sql;
 use futures::StreamExt;
 
-use crate::archive::TableWriter;
 use crate::connector::StreamDef;
 use crate::connector::kafka::{self, KafkaSinkConfig, KafkaWriter};
 use crate::engine::Output;
@@ -181,7 +180,7 @@ impl TopicWriter {
             key_in_value: false,
             properties: config.properties.clone(),
         };
-        let writer = KafkaWriter::new(&sink, Arc::clone(&schema));
+        let writer = KafkaWriter::new(&sink, Arc::clone(&schema), &target);
         Ok(TopicWriter {
             target,
             listed,
@@ -249,7 +248,7 @@ impl TopicWriter {
     /// Publishes `rows` and waits for the brokers' acknowledgement.
     async fn write(&mut self, rows: Vec<RecordBatch>) -> Result<u64> {
         let count = rows.iter().map(|b| b.num_rows() as u64).sum();
-        self.writer.write(&self.schema, rows).await?;
+        self.writer.write(rows).await?;
         Ok(count)
     }
 }

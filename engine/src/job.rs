@@ -11,6 +11,9 @@ use fibers_sql::ContinuousQuery;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::archive::{Archive, ArchiveConfig};
+use crate::checkpoint::{
+    CheckpointStore, Manifest, OperatorManifest, OperatorState, WatermarkState,
+};
 use crate::connector::{Poll, Source, StreamDef};
 use crate::operator;
 use crate::subscribe::Feed;
@@ -31,6 +34,10 @@ pub(crate) struct JobMetrics {
     pub commits: AtomicU64,
     /// Nanoseconds since the epoch; `i64::MIN` before the first row.
     pub watermark: AtomicI64,
+    /// The last checkpoint taken (or restored).
+    pub checkpoint: std::sync::Mutex<Option<CheckpointInfo>>,
+    /// The checkpoint this run of the job recovered from, if any.
+    pub recovery: std::sync::Mutex<Option<RecoveryInfo>>,
     /// What the source reports about its connection while it retries
     /// (a broker outage, say); `None` when all is well.
     pub health: std::sync::Mutex<Option<String>>,
@@ -59,6 +66,25 @@ impl JobMetrics {
     pub fn health(&self) -> Option<String> {
         self.health.lock().ok().and_then(|h| h.clone())
     }
+}
+
+/// A checkpoint, as `SHOW JOBS` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CheckpointInfo {
+    pub epoch: u64,
+    /// When its barrier was injected (milliseconds since the Unix epoch).
+    pub at_ms: i64,
+    pub duration_ms: u64,
+    pub size_bytes: u64,
+}
+
+/// A recovery from a checkpoint, as `SHOW JOBS` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecoveryInfo {
+    /// The checkpoint restored.
+    pub epoch: u64,
+    pub at_ms: i64,
+    pub duration_ms: u64,
 }
 
 /// Where a job is in its life.
@@ -91,6 +117,7 @@ pub(crate) struct JobSpec {
     pub catalog: Arc<Catalog>,
     /// Where subscribers get the rows the job emits.
     pub feed: Arc<Feed>,
+    pub checkpoints: JobCheckpoints,
 }
 
 /// A handle on a running job.
@@ -157,7 +184,39 @@ impl JobHandle {
 enum SourceMessage {
     Batch(RecordBatch),
     Watermark(i64),
+    /// Everything before this message is all the source has returned up to
+    /// `position`: a checkpoint (or, with checkpoints off, a commit) can
+    /// be taken here. Sent when the job asks, and last before the source
+    /// thread ends (at the end of input, on a stop, or before an error).
+    Barrier(Barrier),
     End,
+}
+
+struct Barrier {
+    position: Option<serde_json::Value>,
+    watermarks: WatermarkState,
+    /// Milliseconds since the Unix epoch when it was taken.
+    at_ms: i64,
+}
+
+/// A job's checkpoint settings, resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct JobCheckpoints {
+    /// `None` when checkpoints are off for this job.
+    pub store: Option<CheckpointStore>,
+    /// Time between checkpoints (or commits, when they are off).
+    pub interval: Duration,
+    pub retained: usize,
+}
+
+/// Where a job's epochs stand.
+struct Epochs {
+    /// The epoch being filled (its rows are those emitted since the last
+    /// barrier).
+    next: u64,
+    store: Option<CheckpointStore>,
+    retained: usize,
+    plan: String,
 }
 
 async fn run(
@@ -196,6 +255,106 @@ async fn run(
 
 type JobOutcome = std::result::Result<(JobState, Option<i64>), (Error, Option<i64>)>;
 
+/// What a job starts from: a fresh operator and source, or those of its
+/// newest checkpoint.
+struct Start {
+    operator: Box<dyn operator::Operator>,
+    archive: Archive,
+    source: Box<dyn Source>,
+    watermarks: Option<WatermarkState>,
+    epochs: Epochs,
+}
+
+async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> Result<Start> {
+    let name = &spec.name;
+    let began = Instant::now();
+    let plan = crate::checkpoint::fingerprint(&spec.query.plan.display_indent().to_string());
+    let latest = match &spec.checkpoints.store {
+        Some(store) => store.latest().await?,
+        None => None,
+    };
+    if let Some(m) = &latest
+        && m.plan != plan
+    {
+        return Err(Error::invalid(format!(
+            "job '{name}': its query no longer matches checkpoint {} (the engine or the \
+             definition changed); ALTER MATERIALIZED VIEW {name} RESTART FROM EARLIEST to \
+             reprocess, or DROP and re-create it",
+            m.epoch
+        )));
+    }
+    // Windows already archived by a run without checkpoints are skipped; a
+    // checkpoint knows exactly what was emitted.
+    let skip_through = if latest.is_some() { None } else { committed };
+    let ctx = spec.query.state.task_ctx();
+    let mut operator = operator::build(&spec.query, ctx, skip_through).await?;
+    let mut archive = spec.archive.open(name, &spec.query.output_schema()).await?;
+    let mut source = spec.stream.open(spec.batch_size)?;
+    let store = spec.checkpoints.store.clone();
+    let Some(manifest) = latest else {
+        let next = archive.last_epoch().await?.map_or(1, |e| e + 1);
+        return Ok(Start {
+            operator,
+            archive,
+            source,
+            watermarks: None,
+            epochs: Epochs {
+                next,
+                store,
+                retained: spec.checkpoints.retained,
+                plan,
+            },
+        });
+    };
+    let Some(checkpoints) = &store else {
+        return Err(Error::invalid("a checkpoint without a store"));
+    };
+    let state = match &manifest.operator.state_file {
+        Some(file) => checkpoints.get_batches(manifest.epoch, file).await?,
+        None => Vec::new(),
+    };
+    operator
+        .restore(OperatorState {
+            emitted_through: manifest.operator.emitted_through,
+            batches: state,
+        })
+        .await?;
+    source.seek(&manifest.source)?;
+    // The checkpoint is complete, so its epoch's rows are to be committed;
+    // a crash may have come first.
+    spec.feed
+        .commit(archive.commit(&manifest.sink, manifest.epoch, Some(checkpoints), true))
+        .await?;
+    *metrics.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(CheckpointInfo {
+        epoch: manifest.epoch,
+        at_ms: manifest.started_ms,
+        duration_ms: manifest.duration_ms,
+        size_bytes: manifest.size_bytes,
+    });
+    *metrics.recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(RecoveryInfo {
+        epoch: manifest.epoch,
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        duration_ms: began.elapsed().as_millis() as u64,
+    });
+    tracing::info!(
+        "job '{name}': restored checkpoint {} in {} ms",
+        manifest.epoch,
+        began.elapsed().as_millis()
+    );
+    Ok(Start {
+        operator,
+        archive,
+        source,
+        watermarks: Some(manifest.watermarks),
+        epochs: Epochs {
+            next: manifest.epoch + 1,
+            store,
+            retained: spec.checkpoints.retained,
+            plan,
+        },
+    })
+}
+
 async fn run_job(
     spec: JobSpec,
     metrics: &Arc<JobMetrics>,
@@ -203,17 +362,15 @@ async fn run_job(
     committed: Option<i64>,
 ) -> JobOutcome {
     let name = spec.name.clone();
-    let setup = async {
-        let ctx = spec.query.state.task_ctx();
-        let operator = operator::build(&spec.query, ctx, committed).await?;
-        let archive = spec
-            .archive
-            .open(&name, &spec.query.output_schema())
-            .await?;
-        let source = spec.stream.open(spec.batch_size)?;
-        Ok::<_, Error>((operator, archive, source))
-    };
-    let (mut operator, mut archive, source) = setup.await.map_err(|e| (e, committed))?;
+    let Start {
+        mut operator,
+        mut archive,
+        source,
+        watermarks,
+        mut epochs,
+    } = start(&spec, metrics, committed)
+        .await
+        .map_err(|e| (e, committed))?;
     let record = JobRecord {
         name: name.clone(),
         status: JobStatus::Running,
@@ -231,11 +388,20 @@ async fn run_job(
         .schema
         .index_of(&spec.stream.time_column)
         .map_err(|e| (e.into(), committed))?;
-    let tracker = PartitionWatermarks::new(
+    let mut tracker = PartitionWatermarks::new(
         time_index,
         spec.stream.delay_nanos,
         spec.stream.idle_timeout(),
     );
+    let mut emitted_watermark = committed;
+    if let Some(state) = &watermarks {
+        tracker.restore(state, Instant::now());
+        if let Some(w) = state.emitted {
+            metrics.watermark.store(w, Ordering::Relaxed);
+            emitted_watermark = Some(w);
+        }
+    }
+    let barrier_wanted = Arc::new(AtomicBool::new(false));
     let reader = SourceReader {
         source,
         tracker,
@@ -243,16 +409,18 @@ async fn run_job(
         schema: Arc::clone(&spec.stream.schema),
         metrics: Arc::clone(metrics),
         stop: Arc::clone(stop),
+        barrier_wanted: Arc::clone(&barrier_wanted),
         tx,
     };
     let source_thread = tokio::task::spawn_blocking(move || reader.run());
 
-    let policy = spec.archive.commit;
+    let interval = spec.checkpoints.interval;
+    let max_rows = spec.archive.commit.max_rows;
     let mut committed = committed;
-    let mut emitted_watermark = committed;
-    let mut last_commit = Instant::now();
-    let mut ticker = tokio::time::interval(policy.interval.min(Duration::from_secs(1)));
+    let mut last_barrier = Instant::now();
+    let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(1)));
     let outcome: std::result::Result<JobState, Error> = async {
+        let mut stopping = false;
         loop {
             tokio::select! {
                 message = rx.recv() => {
@@ -264,11 +432,23 @@ async fn run_job(
                             emitted_watermark = Some(w);
                             out
                         }
+                        Some(Ok(SourceMessage::Barrier(barrier))) => {
+                            let state = (operator.snapshot()?, operator.state_schema());
+                            checkpoint(
+                                &spec, metrics, &mut epochs, state, &mut archive,
+                                barrier, emitted_watermark, &mut committed,
+                            ).await?;
+                            last_barrier = Instant::now();
+                            continue;
+                        }
                         Some(Ok(SourceMessage::End)) => return Ok(JobState::Finished),
                         Some(Err(e)) => return Err(e),
                         // The source thread ends without a message only when
-                        // asked to stop, or when it panicked.
-                        None if stop.requested.load(Ordering::SeqCst) => return Ok(JobState::Stopped),
+                        // asked to stop (after its last barrier), or when it
+                        // panicked.
+                        None if stopping || stop.requested.load(Ordering::SeqCst) => {
+                            return Ok(JobState::Stopped);
+                        }
                         None => return Err(Error::invalid("the source stopped unexpectedly")),
                     };
                     for batch in out {
@@ -276,18 +456,18 @@ async fn run_job(
                         archive.buffer(&batch)?;
                         spec.feed.publish(&batch)?;
                     }
-                    if archive.buffered_rows() >= policy.max_rows {
-                        commit(&mut archive, &spec, metrics, emitted_watermark, &mut committed).await?;
-                        last_commit = Instant::now();
+                    if archive.buffered_rows() >= max_rows {
+                        barrier_wanted.store(true, Ordering::SeqCst);
                     }
                 }
                 _ = ticker.tick() => {
-                    if last_commit.elapsed() >= policy.interval {
-                        commit(&mut archive, &spec, metrics, emitted_watermark, &mut committed).await?;
-                        last_commit = Instant::now();
+                    if last_barrier.elapsed() >= interval {
+                        barrier_wanted.store(true, Ordering::SeqCst);
                     }
                 }
-                _ = stop.notify.notified() => return Ok(JobState::Stopped),
+                // The source thread sends its last barrier and ends; the
+                // rows before it are checkpointed and committed above.
+                _ = stop.notify.notified(), if !stopping => stopping = true,
             }
         }
     }
@@ -301,31 +481,78 @@ async fn run_job(
         ))),
         _ => outcome,
     };
-    // Whatever happened, rows already emitted are final: commit them, so
-    // nothing accepted is lost because a later record was bad.
-    let final_commit = commit(
-        &mut archive,
-        &spec,
-        metrics,
-        emitted_watermark,
-        &mut committed,
-    )
-    .await;
-    match (outcome, final_commit) {
-        (Ok(state), Ok(())) => Ok((state, committed)),
-        (Err(e), _) | (Ok(_), Err(e)) => Err((e, committed)),
+    match outcome {
+        Ok(state) => Ok((state, committed)),
+        Err(e) => Err((e, committed)),
     }
 }
 
-async fn commit(
-    archive: &mut Archive,
+/// Takes checkpoint `epochs.next` at a barrier: stages the epoch's rows,
+/// writes the operator state and then the manifest, and commits the rows.
+/// With checkpoints off it stages and commits only.
+#[allow(clippy::too_many_arguments)]
+async fn checkpoint(
     spec: &JobSpec,
     metrics: &JobMetrics,
+    epochs: &mut Epochs,
+    (state, state_schema): (OperatorState, Option<arrow::datatypes::SchemaRef>),
+    archive: &mut Archive,
+    barrier: Barrier,
     emitted_watermark: Option<i64>,
     committed: &mut Option<i64>,
 ) -> Result<()> {
-    if archive.buffered_rows() > 0 {
-        spec.feed.commit(archive.commit()).await?;
+    let began = Instant::now();
+    let epoch = epochs.next;
+    let store = epochs.store.as_ref();
+    let staged = archive.stage(epoch, store).await?;
+    if let Some(store) = store {
+        let Some(position) = barrier.position else {
+            return Err(Error::invalid(format!(
+                "stream '{}' cannot resume from a position, so job '{}' cannot take \
+                 checkpoints; set checkpoint_interval = 'off' in its WITH",
+                spec.stream.name, spec.name
+            )));
+        };
+        let mut size = staged.bytes;
+        let state_file = match state_schema {
+            Some(schema) if !state.batches.is_empty() => {
+                size += store
+                    .put_batches(epoch, "operator.arrow", &schema, &state.batches)
+                    .await?;
+                Some("operator.arrow".to_string())
+            }
+            _ => None,
+        };
+        let mut manifest = Manifest {
+            format: 1,
+            job: spec.name.clone(),
+            epoch,
+            started_ms: barrier.at_ms,
+            duration_ms: 0,
+            size_bytes: size,
+            plan: epochs.plan.clone(),
+            source: position,
+            watermarks: barrier.watermarks,
+            operator: OperatorManifest {
+                state_file,
+                emitted_through: state.emitted_through,
+            },
+            sink: staged.manifest.clone(),
+        };
+        manifest.duration_ms = began.elapsed().as_millis() as u64;
+        store.commit(&manifest).await?;
+        *metrics.checkpoint.lock().unwrap_or_else(|p| p.into_inner()) = Some(CheckpointInfo {
+            epoch,
+            at_ms: barrier.at_ms,
+            duration_ms: manifest.duration_ms,
+            size_bytes: manifest.size_bytes,
+        });
+    }
+    epochs.next += 1;
+    if !staged.manifest.is_null() {
+        spec.feed
+            .commit(archive.commit(&staged.manifest, epoch, store, false))
+            .await?;
         metrics.commits.fetch_add(1, Ordering::Relaxed);
     }
     if emitted_watermark != *committed {
@@ -337,6 +564,12 @@ async fn commit(
             committed_watermark: *committed,
             counters: metrics.counters(),
         })?;
+    }
+    if let Some(store) = store
+        && let Err(e) = store.clean(epoch, epochs.retained).await
+    {
+        // Old checkpoints take space, but the job is sound: go on.
+        tracing::warn!("job '{}': {e}", spec.name);
     }
     Ok(())
 }
@@ -350,15 +583,36 @@ struct SourceReader {
     schema: arrow::datatypes::SchemaRef,
     metrics: Arc<JobMetrics>,
     stop: Arc<StopSignal>,
+    /// Set by the job when it wants a barrier.
+    barrier_wanted: Arc<AtomicBool>,
     tx: mpsc::Sender<Result<SourceMessage>>,
 }
 
 impl SourceReader {
     fn run(mut self) {
-        if let Err(e) = self.read() {
-            // The job may be gone already; then nobody needs the error.
-            let _ignored = self.tx.blocking_send(Err(e));
+        match self.read() {
+            // Stopped or at the end: the rows returned so far get a last
+            // barrier, so a clean stop never replays them.
+            Ok(()) => {}
+            Err(e) => {
+                // The rows before the error are final too: checkpoint them,
+                // so a restart resumes at the failing record. The job may
+                // be gone already; then nobody needs the error.
+                if self.barrier() {
+                    let _ignored = self.tx.blocking_send(Err(e));
+                }
+            }
         }
+    }
+
+    /// Sends a barrier at the source's current position.
+    fn barrier(&mut self) -> bool {
+        self.barrier_wanted.store(false, Ordering::SeqCst);
+        self.send(SourceMessage::Barrier(Barrier {
+            position: self.source.position(),
+            watermarks: self.tracker.snapshot(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        }))
     }
 
     fn send(&self, message: SourceMessage) -> bool {
@@ -368,7 +622,14 @@ impl SourceReader {
     fn read(&mut self) -> Result<()> {
         let mut last_watermark = None;
         let mut last_arrival = i64::MIN;
-        while !self.stop.requested.load(Ordering::SeqCst) {
+        loop {
+            if self.stop.requested.load(Ordering::SeqCst) {
+                self.barrier();
+                return Ok(());
+            }
+            if self.barrier_wanted.load(Ordering::SeqCst) && !self.barrier() {
+                return Ok(());
+            }
             let polled = self.source.poll();
             self.metrics
                 .bad_rows
@@ -433,14 +694,13 @@ impl SourceReader {
                 }
                 Poll::End => {
                     // At the end of bounded input every window closes.
-                    if self.send(SourceMessage::Watermark(i64::MAX)) {
+                    if self.send(SourceMessage::Watermark(i64::MAX)) && self.barrier() {
                         self.send(SourceMessage::End);
                     }
                     return Ok(());
                 }
             }
         }
-        Ok(())
     }
 }
 

@@ -6,10 +6,14 @@
 //! view or sink runs as a job: a source task decodes batches and tracks the
 //! watermark, an operator runs the query's DataFusion plans over them (two
 //! phases for windowed aggregates), and an archive commits the results.
+//! Jobs take aligned checkpoints (source positions, operator state, staged
+//! output) and resume from the newest after a crash, so each result is
+//! committed exactly once.
 
 #![warn(missing_docs)]
 
 mod archive;
+pub mod checkpoint;
 mod connector;
 mod engine;
 mod error;
@@ -24,6 +28,7 @@ mod runner;
 mod subscribe;
 mod watermark;
 
+pub use checkpoint::CheckpointConfig;
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
 pub use engine::{Engine, EngineConfig, TableInfo};
 pub use error::{Error, Result};

@@ -105,6 +105,8 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
     let mut statuses = Vec::new();
     let mut counters: [Vec<u64>; 4] = Default::default();
     let mut errors = Vec::new();
+    let mut checkpoints = Vec::new();
+    let mut recoveries = Vec::new();
     for (name, output) in &objects.outputs {
         names.push(name.clone());
         kinds.push(match output.kind {
@@ -130,6 +132,8 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                     crate::job::JobState::Failed(e) => e,
                     _ => health.unwrap_or_default(),
                 });
+                checkpoints.push(*m.checkpoint.lock().unwrap_or_else(|p| p.into_inner()));
+                recoveries.push(*m.recovery.lock().unwrap_or_else(|p| p.into_inner()));
             }
             // A job that did not run in this session: its recorded state.
             None => {
@@ -149,6 +153,8 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                     c.push(value);
                 }
                 errors.push(record.and_then(|r| r.error).unwrap_or_default());
+                checkpoints.push(None);
+                recoveries.push(None);
             }
         }
     }
@@ -161,6 +167,14 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
         Field::new("late_rows", DataType::UInt64, false),
         Field::new("bad_rows", DataType::UInt64, false),
         Field::new("error", DataType::Utf8, false),
+        // The last checkpoint this run took or restored.
+        Field::new("checkpoint_epoch", DataType::UInt64, true),
+        Field::new("checkpoint_time", DataType::Utf8, true),
+        Field::new("checkpoint_ms", DataType::UInt64, true),
+        Field::new("checkpoint_bytes", DataType::UInt64, true),
+        // The checkpoint this run recovered from, and how long it took.
+        Field::new("recovered_from", DataType::UInt64, true),
+        Field::new("recovery_ms", DataType::UInt64, true),
     ]));
     let [input, output, late, bad] = counters;
     let batch = RecordBatch::try_new(
@@ -174,12 +188,39 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
             Arc::new(UInt64Array::from(late)),
             Arc::new(UInt64Array::from(bad)),
             Arc::new(StringArray::from(errors)),
+            Arc::new(UInt64Array::from_iter(
+                checkpoints.iter().map(|c| c.map(|c| c.epoch)),
+            )),
+            Arc::new(StringArray::from_iter(
+                checkpoints
+                    .iter()
+                    .map(|c| c.map(|c| format_millis(c.at_ms))),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                checkpoints.iter().map(|c| c.map(|c| c.duration_ms)),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                checkpoints.iter().map(|c| c.map(|c| c.size_bytes)),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                recoveries.iter().map(|r| r.map(|r| r.epoch)),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                recoveries.iter().map(|r| r.map(|r| r.duration_ms)),
+            )),
         ],
     )?;
     Ok(StatementResult::Rows {
         schema,
         batches: vec![batch],
     })
+}
+
+/// Milliseconds since the Unix epoch as an RFC 3339 UTC time.
+fn format_millis(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// `DESCRIBE name`: the columns of a stream, view or sink.

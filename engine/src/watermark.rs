@@ -51,6 +51,18 @@ impl WatermarkTracker {
         self.max_seen.map(|m| m.saturating_sub(self.delay))
     }
 
+    /// The largest event time seen.
+    #[cfg(test)]
+    pub(crate) fn max_seen(&self) -> Option<i64> {
+        self.max_seen
+    }
+
+    /// Restores [`WatermarkTracker::max_seen`].
+    #[cfg(test)]
+    pub(crate) fn set_max_seen(&mut self, max_seen: Option<i64>) {
+        self.max_seen = max_seen;
+    }
+
     /// Advances the watermark over `batch` and drops its late rows.
     pub fn observe(&mut self, batch: RecordBatch) -> Result<Observed> {
         self.observe_within(batch, Bounds::default())
@@ -167,6 +179,31 @@ impl PartitionWatermarks {
             partitions: BTreeMap::new(),
             emitted: None,
         }
+    }
+
+    /// The state to checkpoint: each partition's largest event time and
+    /// the watermark emitted.
+    pub fn snapshot(&self) -> crate::checkpoint::WatermarkState {
+        crate::checkpoint::WatermarkState {
+            partitions: self
+                .partitions
+                .iter()
+                .map(|(&p, s)| (p, s.tracker.max_seen))
+                .collect(),
+            emitted: self.emitted,
+        }
+    }
+
+    /// Restores a [`PartitionWatermarks::snapshot`]; the partitions count
+    /// as active from `now`.
+    pub fn restore(&mut self, state: &crate::checkpoint::WatermarkState, now: Instant) {
+        for &(partition, max_seen) in &state.partitions {
+            self.add_partition(partition, now);
+            if let Some(s) = self.partitions.get_mut(&partition) {
+                s.tracker.max_seen = max_seen;
+            }
+        }
+        self.emitted = state.emitted;
     }
 
     /// Number of partitions known.

@@ -10,7 +10,13 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use url::Url;
 
-use super::{ArchiveConfig, TableWriter};
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::protocol::DeltaOperation;
+use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
+
+use super::{ArchiveConfig, Staged, TableWriter};
+use crate::checkpoint::CheckpointStore;
 use crate::{Error, Result};
 
 fn table_url(config: &ArchiveConfig) -> Result<Url> {
@@ -75,7 +81,16 @@ pub(super) async fn register(
     Ok(())
 }
 
-/// Appends to a Delta table, one Delta commit per archive commit.
+/// The application id a job's Delta commits carry: their version is the
+/// checkpoint epoch, so the table itself records which epochs it holds.
+pub(super) fn app_id(owner: &str) -> String {
+    format!("datafibers/{owner}")
+}
+
+/// Appends to a Delta table, one Delta commit per epoch: `stage` writes the
+/// epoch's Parquet files into the table directory (no reader sees a file
+/// the log does not name), `commit` adds them to the log in one commit
+/// carrying the application transaction (app id, epoch).
 pub(super) struct DeltaWriter {
     config: ArchiveConfig,
     owner: String,
@@ -93,18 +108,90 @@ impl DeltaWriter {
             table,
         })
     }
+
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        archive_error(&self.config, &self.owner, e)
+    }
+
+    /// The epoch the table records for this job, after catching up with
+    /// the log.
+    async fn recorded_epoch(&mut self) -> Result<Option<u64>> {
+        self.table
+            .update_incremental(None)
+            .await
+            .map_err(|e| self.error(e))?;
+        let log_store = self.table.log_store();
+        let snapshot = self.table.snapshot().map_err(|e| self.error(e))?;
+        let version = snapshot
+            .transaction_version(log_store.as_ref(), app_id(&self.owner))
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(version.and_then(|v| u64::try_from(v).ok()))
+    }
 }
 
 #[async_trait]
 impl TableWriter for DeltaWriter {
-    async fn write(&mut self, _schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
-        self.table = self
-            .table
-            .clone()
-            .write(batches)
-            .with_save_mode(SaveMode::Append)
+    async fn stage(
+        &mut self,
+        _schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        _epoch: u64,
+        _store: Option<&CheckpointStore>,
+    ) -> Result<Staged> {
+        let mut writer = RecordBatchWriter::for_table(&self.table).map_err(|e| self.error(e))?;
+        for batch in batches {
+            writer.write(batch).await.map_err(|e| self.error(e))?;
+        }
+        let adds = writer.flush().await.map_err(|e| self.error(e))?;
+        let bytes = adds.iter().map(|a| a.size.max(0) as u64).sum();
+        let manifest = serde_json::to_value(&adds).map_err(|e| self.error(e))?;
+        Ok(Staged { manifest, bytes })
+    }
+
+    async fn commit(
+        &mut self,
+        staged: &serde_json::Value,
+        epoch: u64,
+        _store: Option<&CheckpointStore>,
+        recovering: bool,
+    ) -> Result<()> {
+        let adds: Vec<Add> = serde_json::from_value(staged.clone()).map_err(|e| {
+            self.error(format!(
+                "the staged files of epoch {epoch} are damaged: {e}"
+            ))
+        })?;
+        if let Some(recorded) = self.recorded_epoch().await?
+            && recorded >= epoch
+        {
+            if recovering {
+                return Ok(());
+            }
+            return Err(self.error(format!(
+                "the table already holds epoch {recorded} of job '{}', and this instance would \
+                 commit epoch {epoch}: another instance of the job has moved on; this one stops",
+                self.owner
+            )));
+        }
+        let version = i64::try_from(epoch).map_err(|e| self.error(e))?;
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id(&self.owner), version));
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Append,
+            partition_by: None,
+            predicate: None,
+        };
+        let log_store = self.table.log_store();
+        let snapshot = self.table.snapshot().map_err(|e| self.error(e))?;
+        CommitBuilder::from(properties)
+            .with_actions(adds.into_iter().map(Action::Add).collect())
+            .build(Some(snapshot), log_store, operation)
             .await
-            .map_err(|e| archive_error(&self.config, &self.owner, e))?;
+            .map_err(|e| self.error(e))?;
         Ok(())
+    }
+
+    async fn last_epoch(&mut self) -> Result<Option<u64>> {
+        self.recorded_epoch().await
     }
 }

@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use fibers_sql::Options;
 
+use crate::checkpoint::CheckpointStore;
 use crate::connector::kafka::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 use crate::{Error, Result};
 
@@ -55,26 +56,37 @@ impl ArchiveFormat {
     }
 }
 
-/// When buffered rows are committed: whichever comes first. A commit groups
-/// many windows; committing per row or per window would flood the table
-/// with tiny files and log entries.
+/// When buffered rows are committed: at each checkpoint (or, with
+/// checkpoints off, on the same interval), and early once `max_rows` are
+/// buffered. A commit groups many windows; committing per row or per
+/// window would flood the table with tiny files and log entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct CommitPolicy {
-    pub interval: std::time::Duration,
+    /// The job's `checkpoint_interval` (or its older name,
+    /// `commit_interval`), when its `WITH` sets one; else the engine's.
+    pub interval: Option<std::time::Duration>,
+    /// `Some(false)` when the job's `WITH` turns checkpoints off.
+    pub checkpoints: Option<bool>,
     pub max_rows: usize,
 }
 
 impl Default for CommitPolicy {
     fn default() -> Self {
         CommitPolicy {
-            interval: std::time::Duration::from_secs(10),
+            interval: None,
+            checkpoints: None,
             max_rows: 1_000_000,
         }
     }
 }
 
 /// Options of views and file sinks besides the format key.
-pub(crate) const OPTIONS: &[&str] = &["path", "commit_interval", "commit_rows"];
+pub(crate) const OPTIONS: &[&str] = &[
+    "path",
+    "checkpoint_interval",
+    "commit_interval",
+    "commit_rows",
+];
 
 impl ArchiveConfig {
     /// Reads `path`, `commit_interval` and `commit_rows`; `format_key` is
@@ -104,11 +116,7 @@ impl ArchiveConfig {
         };
         if format == ArchiveFormat::Kafka {
             let config = KafkaSinkConfig::from_options(options, &format!("{owner} '{name}'"))?;
-            let mut commit = CommitPolicy {
-                // Rows reach the topic at each commit: commit often.
-                interval: std::time::Duration::from_secs(1),
-                ..CommitPolicy::default()
-            };
+            let mut commit = CommitPolicy::default();
             take_commit_policy(options, &mut commit)?;
             return Ok(ArchiveConfig {
                 format,
@@ -168,7 +176,7 @@ impl ArchiveConfig {
                     .kafka
                     .as_ref()
                     .ok_or_else(|| Error::invalid("a Kafka sink without settings"))?;
-                Box::new(KafkaWriter::new(config, archive_schema(schema)))
+                Box::new(KafkaWriter::new(config, archive_schema(schema), owner))
             }
         };
         Ok(Archive {
@@ -202,11 +210,51 @@ impl ArchiveConfig {
     }
 }
 
-/// Writes one commit's rows to a table format.
+/// Writes a job's output to a table format or topic in two phases, so a
+/// checkpoint can sit between them: [`TableWriter::stage`] writes an
+/// epoch's rows where no reader sees them yet and says what it wrote;
+/// after the checkpoint that records this is complete,
+/// [`TableWriter::commit`] makes them visible.
 #[async_trait]
 pub(crate) trait TableWriter: Send {
-    /// Publishes `batches` atomically: readers see all of them or none.
-    async fn write(&mut self, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()>;
+    /// Writes `batches` (of `schema`) invisibly; returns what `commit`
+    /// needs, which the checkpoint manifest keeps. `store` is the
+    /// checkpoint being taken, for a writer that keeps staged rows there.
+    async fn stage(
+        &mut self,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+    ) -> Result<Staged>;
+
+    /// Makes what `stage` wrote visible, atomically where the format
+    /// allows. Committing an epoch the target already records is a no-op
+    /// when `recovering` (a restart finishing the commit a crash
+    /// interrupted) and an error otherwise: another instance of the job
+    /// has moved on, and this one is a zombie.
+    async fn commit(
+        &mut self,
+        staged: &serde_json::Value,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+        recovering: bool,
+    ) -> Result<()>;
+
+    /// The newest epoch the target records as committed by this job, so a
+    /// job starting without a checkpoint numbers its epochs after it.
+    async fn last_epoch(&mut self) -> Result<Option<u64>> {
+        Ok(None)
+    }
+}
+
+/// What a writer staged for an epoch.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Staged {
+    /// Kept in the checkpoint manifest; `commit` reads it back.
+    pub manifest: serde_json::Value,
+    /// Bytes written.
+    pub bytes: u64,
 }
 
 /// A job's writer of its archive: rows are buffered and committed together.
@@ -226,19 +274,50 @@ impl Archive {
         self.pending.rows
     }
 
-    /// Publishes the buffered rows, if any.
-    pub async fn commit(&mut self) -> Result<()> {
+    /// Stages the buffered rows as epoch `epoch` (nothing when none are
+    /// buffered: `Staged::manifest` is null).
+    pub async fn stage(&mut self, epoch: u64, store: Option<&CheckpointStore>) -> Result<Staged> {
         if self.pending.rows == 0 {
-            return Ok(());
+            return Ok(Staged::default());
         }
         let batches = self.pending.take();
-        self.writer.write(&self.pending.schema, batches).await
+        self.writer
+            .stage(&self.pending.schema, batches, epoch, store)
+            .await
+    }
+
+    /// Commits what [`Archive::stage`] staged for `epoch`.
+    pub async fn commit(
+        &mut self,
+        staged: &serde_json::Value,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+        recovering: bool,
+    ) -> Result<()> {
+        if staged.is_null() {
+            return Ok(());
+        }
+        self.writer.commit(staged, epoch, store, recovering).await
+    }
+
+    /// The newest epoch the archive records as committed by this job.
+    pub async fn last_epoch(&mut self) -> Result<Option<u64>> {
+        self.writer.last_epoch().await
     }
 }
 
 fn take_commit_policy(options: &mut Options, commit: &mut CommitPolicy) -> Result<()> {
+    if let Some(value) = options.take("checkpoint_interval") {
+        match crate::checkpoint::parse_interval(&value).map_err(Error::invalid)? {
+            Some(interval) => {
+                commit.interval = Some(interval);
+                commit.checkpoints = Some(true);
+            }
+            None => commit.checkpoints = Some(false),
+        }
+    }
     if let Some(interval) = options.take_duration("commit_interval")? {
-        commit.interval = interval;
+        commit.interval.get_or_insert(interval);
     }
     if let Some(rows) = options.take_parsed::<usize>("commit_rows", "a number of rows")? {
         commit.max_rows = rows.max(1);

@@ -12,7 +12,8 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 
-use super::{ArchiveConfig, TableWriter};
+use super::{ArchiveConfig, Staged, TableWriter};
+use crate::checkpoint::CheckpointStore;
 use crate::{Error, Result};
 
 pub(super) async fn register(
@@ -45,19 +46,33 @@ impl ParquetWriter {
     }
 }
 
+/// A staged Parquet file: hidden while staged (DataFusion and other
+/// readers skip names starting with a dot), renamed to its final name at
+/// commit.
+fn staged_name(name: &str) -> String {
+    format!(".{name}.staged")
+}
+
 #[async_trait]
 impl TableWriter for ParquetWriter {
-    async fn write(&mut self, schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+    async fn stage(
+        &mut self,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        epoch: u64,
+        _store: Option<&CheckpointStore>,
+    ) -> Result<Staged> {
         let schema = Arc::clone(schema);
         let dir = self.config.path.clone();
         // Time-ordered names keep the files in commit order when listed.
         let name = format!(
-            "part-{:013}-{}.parquet",
+            "part-{:013}-{epoch:08}-{}.parquet",
             chrono::Utc::now().timestamp_millis(),
             uuid::Uuid::new_v4().simple()
         );
-        let written = tokio::task::spawn_blocking(move || -> Result<()> {
-            let temp = dir.join(format!(".{name}.inprogress"));
+        let staged = staged_name(&name);
+        let written = tokio::task::spawn_blocking(move || -> Result<u64> {
+            let temp = dir.join(&staged);
             let file = File::create(&temp).map_err(|e| Error::io(&temp, e))?;
             let mut writer = ArrowWriter::try_new(file, schema, None)
                 .map_err(|e| Error::invalid(e.to_string()))?;
@@ -66,17 +81,60 @@ impl TableWriter for ParquetWriter {
                     .write(batch)
                     .map_err(|e| Error::invalid(e.to_string()))?;
             }
-            writer.close().map_err(|e| Error::invalid(e.to_string()))?;
-            let target = dir.join(&name);
-            std::fs::rename(&temp, &target).map_err(|e| Error::io(&target, e))
+            let file = writer
+                .into_inner()
+                .map_err(|e| Error::invalid(e.to_string()))?;
+            // Durable before the checkpoint that names it.
+            file.sync_all().map_err(|e| Error::io(&temp, e))?;
+            file.metadata()
+                .map(|m| m.len())
+                .map_err(|e| Error::io(&temp, e))
         })
         .await
         .map_err(|e| Error::invalid(format!("parquet writer task failed: {e}")))?;
-        written.map_err(|e| Error::Archive {
+        let bytes = written.map_err(|e| self.error(e))?;
+        Ok(Staged {
+            manifest: serde_json::json!({ "files": [name] }),
+            bytes,
+        })
+    }
+
+    async fn commit(
+        &mut self,
+        staged: &serde_json::Value,
+        epoch: u64,
+        _store: Option<&CheckpointStore>,
+        _recovering: bool,
+    ) -> Result<()> {
+        let files = staged
+            .get("files")
+            .and_then(|f| f.as_array())
+            .ok_or_else(|| self.error(format!("the staged files of epoch {epoch} are damaged")))?;
+        for name in files {
+            let name = name.as_str().ok_or_else(|| {
+                self.error(format!("the staged files of epoch {epoch} are damaged"))
+            })?;
+            let (temp, target) = (
+                self.config.path.join(staged_name(name)),
+                self.config.path.join(name),
+            );
+            match std::fs::rename(&temp, &target) {
+                Ok(()) => {}
+                // Renamed by the commit a crash interrupted.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && target.exists() => {}
+                Err(e) => return Err(self.error(Error::io(&temp, e))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ParquetWriter {
+    fn error(&self, e: impl std::fmt::Display) -> Error {
+        Error::Archive {
             owner: self.owner.clone(),
             location: self.config.path.display().to_string(),
             message: e.to_string(),
-        })?;
-        Ok(())
+        }
     }
 }

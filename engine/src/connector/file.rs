@@ -52,6 +52,9 @@ impl FileConfig {
             files: files.into_iter(),
             current: None,
             bad_rows: 0,
+            files_done: 0,
+            line: 0,
+            skip_lines: 0,
         })
     }
 }
@@ -93,6 +96,12 @@ pub(crate) struct FileSource {
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
     bad_rows: u64,
+    /// Files read to their end, and lines of the next one whose rows were
+    /// returned: the source's position.
+    files_done: u64,
+    line: u64,
+    /// Lines of the next file opened that a resumed source skips.
+    skip_lines: u64,
 }
 
 impl FileSource {
@@ -126,6 +135,14 @@ impl FileSource {
         if matches!(self.config.format, Format::Csv { header: true }) {
             let mut header = Vec::new();
             read_line(&mut open, &mut header).map_err(|e| self.error(e))?;
+        }
+        let skip = std::mem::take(&mut self.skip_lines);
+        let mut skipped = Vec::new();
+        while open.line < skip {
+            skipped.clear();
+            if !read_line(&mut open, &mut skipped).map_err(|e| self.error(e))? {
+                break;
+            }
         }
         self.current = Some(open);
         Ok(true)
@@ -184,13 +201,24 @@ impl Source for FileSource {
                 }
             }
             let label = open.label.clone();
+            let line = open.line;
             if !eof {
                 self.current = Some(open);
             }
-            if records.is_empty() {
-                continue;
+            let decoded = if records.is_empty() {
+                None
+            } else {
+                self.decode(&label, &records, &lines)?
+            };
+            // Only now are the lines read past: a failed decode leaves
+            // the position before them.
+            if eof {
+                self.files_done += 1;
+                self.line = 0;
+            } else {
+                self.line = line;
             }
-            if let Some(batch) = self.decode(&label, &records, &lines)? {
+            if let Some(batch) = decoded {
                 return Ok(Poll::Batch(0, batch));
             }
         }
@@ -198,6 +226,33 @@ impl Source for FileSource {
 
     fn bad_rows(&self) -> u64 {
         self.bad_rows
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "files_done": self.files_done, "line": self.line }))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let field = |name: &str| {
+            position
+                .get(name)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| super::bad_position(&self.stream, position, format!("no '{name}'")))
+        };
+        let (files_done, line) = (field("files_done")?, field("line")?);
+        for _ in 0..files_done {
+            if self.files.next().is_none() {
+                return Err(super::bad_position(
+                    &self.stream,
+                    position,
+                    "fewer files than the checkpoint had read",
+                ));
+            }
+        }
+        self.files_done = files_done;
+        self.line = line;
+        self.skip_lines = line;
+        Ok(())
     }
 }
 
@@ -260,6 +315,32 @@ mod tests {
                 Poll::Idle(_) => unreachable!("files never idle"),
             }
         }
+    }
+
+    #[test]
+    fn a_source_resumed_from_its_position_reads_on_exactly() {
+        let text: String = (1..=10).map(|i| format!("{{\"id\": {i}}}\n")).collect();
+        let (_d, mut first) = source(&text, Format::Json, BadData::Fail, 3);
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let Poll::Batch(_, b) = first.poll().unwrap() else {
+                panic!("expected rows")
+            };
+            seen.extend(
+                b.column(0)
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .iter()
+                    .copied(),
+            );
+        }
+        let position = first.position().unwrap();
+        let (_d2, mut resumed) = source(&text, Format::Json, BadData::Fail, 3);
+        resumed.seek(&position).unwrap();
+        seen.extend(ids(&mut resumed).unwrap());
+        assert_eq!(seen, (1..=10).collect::<Vec<i64>>());
+        let end = resumed.position().unwrap();
+        assert_eq!(end["files_done"], 1);
     }
 
     #[test]

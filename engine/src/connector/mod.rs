@@ -56,6 +56,33 @@ pub(crate) trait Source: Send {
     fn health(&self) -> Option<String> {
         None
     }
+
+    /// Where the source stands just after the rows it has returned, for a
+    /// checkpoint: reading on from there yields exactly the rows not yet
+    /// returned. `None` when the source cannot be resumed.
+    fn position(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Resumes from a position [`Source::position`] returned, before the
+    /// first poll.
+    fn seek(&mut self, _position: &serde_json::Value) -> Result<()> {
+        Err(Error::invalid(
+            "this source cannot resume from a checkpoint",
+        ))
+    }
+}
+
+/// A position recorded by another kind of source, or damaged.
+pub(crate) fn bad_position(
+    stream: &str,
+    position: &serde_json::Value,
+    e: impl std::fmt::Display,
+) -> Error {
+    Error::Source {
+        stream: stream.to_string(),
+        message: format!("cannot resume from the checkpointed position {position}: {e}"),
+    }
 }
 
 /// A resolved stream: its schema, time attribute and connector settings.

@@ -216,6 +216,34 @@ impl StocksGenerator {
         )
     }
 
+    /// The generator's state after the events made so far: a generator
+    /// restored from it makes exactly the events this one would make next.
+    pub(crate) fn state(&self) -> GeneratorState {
+        GeneratorState {
+            prices: self.prices.clone(),
+            rng: self.rng.s,
+            next_nominal: self.next_nominal,
+            produced: self.produced,
+        }
+    }
+
+    /// Continues from a state [`StocksGenerator::state`] returned by a
+    /// generator with the same configuration.
+    pub(crate) fn restore(&mut self, state: GeneratorState) -> std::result::Result<(), String> {
+        if state.prices.len() != self.prices.len() {
+            return Err(format!(
+                "the checkpoint has {} symbols, the stream {}",
+                state.prices.len(),
+                self.prices.len()
+            ));
+        }
+        self.prices = state.prices;
+        self.rng.s = state.rng;
+        self.next_nominal = state.next_nominal;
+        self.produced = state.produced;
+        Ok(())
+    }
+
     /// Events produced so far.
     pub fn produced(&self) -> u64 {
         self.produced
@@ -356,6 +384,15 @@ fn splitmix64(state: &mut u64) -> u64 {
 
 /// xoshiro256** (Blackman & Vigna): fast, high quality, and tiny enough to
 /// own, which pins the feed's output independently of any crate.
+/// Where a [`StocksGenerator`] stands, for checkpoints.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct GeneratorState {
+    prices: Vec<f64>,
+    rng: [u64; 4],
+    next_nominal: i64,
+    produced: u64,
+}
+
 struct Xoshiro256StarStar {
     s: [u64; 4],
 }

@@ -108,6 +108,7 @@ impl StocksSourceConfig {
             rate: self.rate,
             batch_size: batch_size.max(1),
             started: Instant::now(),
+            paced_from: 0,
         }
     }
 }
@@ -129,15 +130,18 @@ pub(crate) struct StocksSource {
     rate: f64,
     batch_size: usize,
     started: Instant,
+    /// Events made before `started` (by the run a checkpoint resumes).
+    paced_from: u64,
 }
 
 impl Source for StocksSource {
     fn poll(&mut self) -> Result<Poll> {
         let max_rows = if self.rate > 0.0 {
             let due = (self.started.elapsed().as_secs_f64() * self.rate) as u64;
-            let behind = due.saturating_sub(self.generator.produced());
+            let produced = self.generator.produced() - self.paced_from;
+            let behind = due.saturating_sub(produced);
             if behind == 0 {
-                let next = (self.generator.produced() + 1) as f64 / self.rate;
+                let next = (produced + 1) as f64 / self.rate;
                 let wait = next - self.started.elapsed().as_secs_f64();
                 return Ok(Poll::Idle(Duration::from_secs_f64(wait.clamp(0.0, 0.1))));
             }
@@ -149,5 +153,20 @@ impl Source for StocksSource {
             Some(batch) => Poll::Batch(0, batch),
             None => Poll::End,
         })
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        serde_json::to_value(self.generator.state()).ok()
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let state = serde_json::from_value(position.clone())
+            .map_err(|e| crate::connector::bad_position("stocks", position, e))?;
+        self.generator
+            .restore(state)
+            .map_err(|e| crate::connector::bad_position("stocks", position, e))?;
+        self.paced_from = self.generator.produced();
+        self.started = Instant::now();
+        Ok(())
     }
 }

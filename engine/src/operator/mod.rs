@@ -12,6 +12,7 @@ use async_trait::async_trait;
 use datafusion::execution::TaskContext;
 use fibers_sql::{ContinuousQuery, Window};
 
+use crate::checkpoint::OperatorState;
 use crate::watermark::event_times;
 use crate::{Error, Result};
 pub(crate) use stateless::Stateless;
@@ -27,6 +28,27 @@ pub(crate) trait Operator: Send {
     /// The watermark reached `watermark` (nanoseconds; `i64::MAX` at the end
     /// of bounded input); returns rows that became final.
     async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>>;
+
+    /// The operator's state, for a checkpoint: restoring it into a fresh
+    /// operator of the same plan and feeding on yields the same output as
+    /// this operator.
+    fn snapshot(&self) -> Result<OperatorState> {
+        Ok(OperatorState::default())
+    }
+
+    /// The schema of the batches [`Operator::snapshot`] returns.
+    fn state_schema(&self) -> Option<SchemaRef> {
+        None
+    }
+
+    /// Restores a [`Operator::snapshot`] into a fresh operator.
+    async fn restore(&mut self, state: OperatorState) -> Result<()> {
+        if state.batches.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::invalid("this operator keeps no state to restore"))
+        }
+    }
 }
 
 /// Builds the operator for a planned query.

@@ -15,6 +15,7 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use fibers_sql::{WINDOW_END, WINDOW_START, Window};
 
 use super::{Operator, WindowAssigner, floor_to};
+use crate::checkpoint::OperatorState;
 use crate::plan::{BatchSlot, Reusable, SlotExec, input_slot, run};
 use crate::{Error, Result};
 
@@ -245,6 +246,36 @@ impl Operator for WindowAggregate {
         let keep_from = i64::try_from(first_open).unwrap_or(i64::MAX);
         self.panes = self.panes.split_off(&keep_from);
         Ok(out)
+    }
+
+    fn snapshot(&self) -> Result<OperatorState> {
+        Ok(OperatorState {
+            emitted_through: self.emitted_through,
+            batches: self.panes.values().flatten().cloned().collect(),
+        })
+    }
+
+    fn state_schema(&self) -> Option<SchemaRef> {
+        Some(Arc::clone(&self.state_schema))
+    }
+
+    async fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.panes.clear();
+        for batch in state.batches {
+            if batch.schema().fields() != self.state_schema.fields() {
+                return Err(Error::invalid(format!(
+                    "the checkpointed window state has schema {}, the query's is {}; \
+                     the view's query changed since the checkpoint",
+                    batch.schema(),
+                    self.state_schema
+                )));
+            }
+            if batch.num_rows() > 0 {
+                self.add_states(batch).await?;
+            }
+        }
+        self.emitted_through = state.emitted_through;
+        Ok(())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Writing rows into a Kafka topic: a sink's results, or the rows of an
 //! `INSERT INTO` a Kafka stream.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,12 +10,15 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, SchemaRef};
 use async_trait::async_trait;
 use fibers_sql::Options;
+use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{FORMATS, client_config, kafka_error, take_properties};
-use crate::archive::TableWriter;
+use crate::archive::{Staged, TableWriter};
+use crate::checkpoint::CheckpointStore;
 use crate::format::{Format, RecordEncoder, Records};
 use crate::{Error, Result};
 
@@ -26,6 +30,7 @@ pub(crate) const SINK_OPTIONS: &[&str] = &[
     "schema_registry",
     "subject",
     "key",
+    "checkpoint_interval",
     "commit_interval",
     "commit_rows",
 ];
@@ -167,7 +172,15 @@ impl Publisher {
     /// Produces every row of `batches` and waits until all are
     /// acknowledged; an error if any was not.
     pub fn publish(&mut self, batches: &[RecordBatch]) -> Result<u64> {
+        self.publish_tagged(batches, None)
+    }
+
+    /// Like [`Publisher::publish`]; with a tag, each message carries the
+    /// job, epoch and its row number in the epoch as headers, and rows the
+    /// tag lists as already in the topic are not produced again.
+    fn publish_tagged(&mut self, batches: &[RecordBatch], tag: Option<&EpochTag>) -> Result<u64> {
         let mut produced = 0;
+        let mut seq = 0u64;
         let mut values = Records::default();
         for batch in batches {
             values.clear();
@@ -188,8 +201,17 @@ impl Publisher {
             let keys = keys.as_ref().map(|k| k.as_string::<i32>());
             for (row, value) in values.iter().enumerate() {
                 let key = keys.and_then(|k| (!k.is_null(row)).then(|| k.value(row)));
-                self.send(value, key)?;
+                let headers = match tag {
+                    Some(tag) if tag.present.contains(&seq) => {
+                        seq += 1;
+                        continue;
+                    }
+                    Some(tag) => Some(tag.headers(seq)),
+                    None => None,
+                };
+                self.send(value, key, headers)?;
                 produced += 1;
+                seq += 1;
             }
         }
         self.producer
@@ -204,12 +226,15 @@ impl Publisher {
         }
     }
 
-    fn send(&self, value: &[u8], key: Option<&str>) -> Result<()> {
+    fn send(&self, value: &[u8], key: Option<&str>, headers: Option<OwnedHeaders>) -> Result<()> {
         let started = Instant::now();
         loop {
             let mut record = BaseRecord::to(&self.config.topic).payload(value);
             if let Some(key) = key {
                 record = record.key(key);
+            }
+            if let Some(headers) = &headers {
+                record = record.headers(headers.clone());
             }
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -250,28 +275,88 @@ fn schema_without(schema: &SchemaRef, name: &str) -> SchemaRef {
     Arc::new(arrow::datatypes::Schema::new(fields))
 }
 
-/// A Kafka sink's writer: each commit produces its rows and waits for
-/// them to be acknowledged. The producer is made on the first commit, on a
-/// blocking thread (an Avro sink registers its schema then).
-pub(crate) struct KafkaWriter {
-    config: KafkaSinkConfig,
-    schema: SchemaRef,
-    publisher: Arc<Mutex<Option<Publisher>>>,
+/// Headers that tie a sink's message to the epoch that produced it.
+const JOB_HEADER: &str = "datafibers.job";
+const EPOCH_HEADER: &str = "datafibers.epoch";
+const SEQ_HEADER: &str = "datafibers.seq";
+
+/// Which job and epoch messages belong to, and which of its rows the topic
+/// already holds.
+struct EpochTag {
+    job: String,
+    epoch: u64,
+    present: HashSet<u64>,
 }
 
-impl KafkaWriter {
-    pub fn new(config: &KafkaSinkConfig, schema: SchemaRef) -> Self {
-        KafkaWriter {
-            config: config.clone(),
-            schema,
-            publisher: Arc::new(Mutex::new(None)),
-        }
+impl EpochTag {
+    fn headers(&self, seq: u64) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(3)
+            .insert(Header {
+                key: JOB_HEADER,
+                value: Some(self.job.as_bytes()),
+            })
+            .insert(Header {
+                key: EPOCH_HEADER,
+                value: Some(&self.epoch.to_be_bytes()),
+            })
+            .insert(Header {
+                key: SEQ_HEADER,
+                value: Some(&seq.to_be_bytes()),
+            })
     }
 }
 
-#[async_trait]
-impl TableWriter for KafkaWriter {
-    async fn write(&mut self, _schema: &SchemaRef, batches: Vec<RecordBatch>) -> Result<()> {
+/// What a Kafka sink stages for an epoch: its rows, kept in the checkpoint
+/// as Arrow IPC, and where each partition of the topic ended before it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StagedRows {
+    file: String,
+    rows: u64,
+    /// (partition, end offset) before the epoch was produced: a recovery
+    /// looks from there for the epoch's messages.
+    ends: Vec<(i32, i64)>,
+}
+
+/// A Kafka sink's writer. Staging an epoch keeps its rows in the
+/// checkpoint; committing produces them, each message tagged with the job,
+/// the epoch and its row number. A commit that a crash interrupted is
+/// finished on recovery by reading the topic (committed records only)
+/// from where it ended before the epoch, and producing only the rows not
+/// found there, so each row lands once.
+///
+/// Kafka transactions would also make an epoch's rows visible at once;
+/// the broker the tests run against (tansu 0.6) does not implement
+/// `EndTxn`, so they are not used.
+pub(crate) struct KafkaWriter {
+    config: KafkaSinkConfig,
+    schema: SchemaRef,
+    owner: String,
+    publisher: Arc<Mutex<Option<Publisher>>>,
+    /// The rows staged for an epoch, kept so its commit needs no read back.
+    staged: Option<(u64, Vec<RecordBatch>)>,
+}
+
+impl KafkaWriter {
+    pub fn new(config: &KafkaSinkConfig, schema: SchemaRef, owner: &str) -> Self {
+        KafkaWriter {
+            config: config.clone(),
+            schema,
+            owner: owner.to_string(),
+            publisher: Arc::new(Mutex::new(None)),
+            staged: None,
+        }
+    }
+
+    /// Produces `rows` untagged (an `INSERT`) and waits until the brokers
+    /// acknowledge them.
+    pub async fn write(&mut self, rows: Vec<RecordBatch>) -> Result<()> {
+        self.blocking(move |p| p.publish(&rows).map(|_| ())).await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Publisher) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let publisher = Arc::clone(&self.publisher);
         let (config, schema) = (self.config.clone(), Arc::clone(&self.schema));
         tokio::task::spawn_blocking(move || {
@@ -282,11 +367,196 @@ impl TableWriter for KafkaWriter {
                 *publisher = Some(Publisher::new(&config, schema)?);
             }
             match publisher.as_mut() {
-                Some(p) => p.publish(&batches).map(|_| ()),
+                Some(p) => f(p),
                 None => Err(Error::invalid("no Kafka producer")),
             }
         })
         .await
         .map_err(|e| Error::invalid(format!("producing to Kafka failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl TableWriter for KafkaWriter {
+    async fn stage(
+        &mut self,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+    ) -> Result<Staged> {
+        let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let file = format!("sink-{epoch}.arrow");
+        let mut bytes = 0;
+        let mut ends = Vec::new();
+        if let Some(store) = store {
+            bytes = store.put_batches(epoch, &file, schema, &batches).await?;
+            let (brokers, topic, properties) = (
+                self.config.brokers.clone(),
+                self.config.topic.clone(),
+                self.config.properties.clone(),
+            );
+            ends = tokio::task::spawn_blocking(move || end_offsets(&brokers, &topic, &properties))
+                .await
+                .map_err(|e| Error::invalid(format!("reading Kafka offsets failed: {e}")))??;
+        }
+        self.staged = Some((epoch, batches));
+        let manifest = serde_json::to_value(StagedRows { file, rows, ends })
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        Ok(Staged { manifest, bytes })
+    }
+
+    async fn commit(
+        &mut self,
+        staged: &serde_json::Value,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+        recovering: bool,
+    ) -> Result<()> {
+        let staged: StagedRows = serde_json::from_value(staged.clone()).map_err(|e| {
+            Error::invalid(format!(
+                "sink '{}': the staged rows of epoch {epoch} are damaged: {e}",
+                self.owner
+            ))
+        })?;
+        let batches = match self.staged.take() {
+            Some((e, batches)) if e == epoch => batches,
+            _ => match store {
+                Some(store) => store.get_batches(epoch, &staged.file).await?,
+                None => return Err(Error::invalid("no staged rows to commit")),
+            },
+        };
+        let present = if recovering {
+            let (config, job) = (self.config.clone(), self.owner.clone());
+            let ends = staged.ends.clone();
+            tokio::task::spawn_blocking(move || produced_rows(&config, &job, epoch, &ends))
+                .await
+                .map_err(|e| Error::invalid(format!("reading Kafka failed: {e}")))??
+        } else {
+            HashSet::new()
+        };
+        if present.len() as u64 >= staged.rows {
+            return Ok(());
+        }
+        let tag = EpochTag {
+            job: self.owner.clone(),
+            epoch,
+            present,
+        };
+        self.blocking(move |p| p.publish_tagged(&batches, Some(&tag)).map(|_| ()))
+            .await
+    }
+}
+
+/// The end offset of every partition of `topic`.
+fn end_offsets(
+    brokers: &str,
+    topic: &str,
+    properties: &[(String, String)],
+) -> Result<Vec<(i32, i64)>> {
+    let consumer = reader(brokers, properties)?;
+    let partitions = super::source::topic_partitions(&consumer, topic)
+        .map_err(|e| kafka_error(brokers, &format!("topic '{topic}'"), e))?;
+    partitions
+        .into_iter()
+        .map(|p| {
+            consumer
+                .fetch_watermarks(topic, p, super::REQUEST_TIMEOUT)
+                .map(|(_, high)| (p, high))
+                .map_err(|e| kafka_error(brokers, &format!("topic '{topic}' partition {p}"), e))
+        })
+        .collect()
+}
+
+fn reader(brokers: &str, properties: &[(String, String)]) -> Result<BaseConsumer> {
+    let mut config = client_config(brokers, properties);
+    config
+        .set("group.id", "datafibers-sink-recovery")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", "read_committed")
+        .set("auto.offset.reset", "earliest");
+    config
+        .create()
+        .map_err(|e| kafka_error(brokers, "cannot create a consumer", e))
+}
+
+/// The row numbers of epoch `epoch` of `job` already in the topic, looking
+/// from the offsets it had before the epoch.
+fn produced_rows(
+    config: &KafkaSinkConfig,
+    job: &str,
+    epoch: u64,
+    ends: &[(i32, i64)],
+) -> Result<HashSet<u64>> {
+    let consumer = reader(&config.brokers, &config.properties)?;
+    let topic = &config.topic;
+    let error = |what: &str, e: &dyn std::fmt::Display| {
+        kafka_error(&config.brokers, &format!("topic '{topic}': {what}"), e)
+    };
+    let partitions = super::source::topic_partitions(&consumer, topic)
+        .map_err(|e| error("cannot list partitions", &e))?;
+    let mut assignment = TopicPartitionList::new();
+    let mut remaining = HashSet::new();
+    for p in partitions {
+        let (_, high) = consumer
+            .fetch_watermarks(topic, p, super::REQUEST_TIMEOUT)
+            .map_err(|e| error("cannot read offsets", &e))?;
+        let from = ends.iter().find(|(q, _)| *q == p).map_or(0, |(_, o)| *o);
+        if from < high {
+            assignment
+                .add_partition_offset(topic, p, Offset::Offset(from))
+                .map_err(|e| error("cannot assign", &e))?;
+            remaining.insert(p);
+        }
+    }
+    let mut present = HashSet::new();
+    if remaining.is_empty() {
+        return Ok(present);
+    }
+    consumer
+        .assign(&assignment)
+        .map_err(|e| error("cannot assign", &e))?;
+    let deadline = Instant::now() + DELIVERY_TIMEOUT;
+    while !remaining.is_empty() {
+        if Instant::now() > deadline {
+            return Err(error(
+                "reading back the last epoch's rows timed out",
+                &format!("{} partitions unread", remaining.len()),
+            ));
+        }
+        match consumer.poll(Duration::from_millis(500)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                remaining.remove(&p);
+            }
+            Some(Err(e)) => return Err(error("cannot read back the last epoch's rows", &e)),
+            Some(Ok(message)) => {
+                if let Some(seq) = tagged_seq(&message, job, epoch) {
+                    present.insert(seq);
+                }
+            }
+        }
+    }
+    Ok(present)
+}
+
+/// The row number of a message of `job`'s epoch `epoch`.
+fn tagged_seq(message: &BorrowedMessage<'_>, job: &str, epoch: u64) -> Option<u64> {
+    let headers = message.headers()?;
+    let mut found = (false, false, None);
+    for header in headers.iter() {
+        match (header.key, header.value) {
+            (JOB_HEADER, Some(v)) => found.0 = v == job.as_bytes(),
+            (EPOCH_HEADER, Some(v)) => {
+                found.1 = <[u8; 8]>::try_from(v).is_ok_and(|b| u64::from_be_bytes(b) == epoch)
+            }
+            (SEQ_HEADER, Some(v)) => found.2 = <[u8; 8]>::try_from(v).ok().map(u64::from_be_bytes),
+            _ => {}
+        }
+    }
+    match found {
+        (true, true, seq) => seq,
+        _ => None,
     }
 }

@@ -79,7 +79,15 @@ pub(crate) struct KafkaSource {
     end_offsets: Option<BTreeMap<i32, i64>>,
     buffers: BTreeMap<i32, PartitionBuffer>,
     buffered: usize,
-    ready: VecDeque<(u32, RecordBatch)>,
+    /// Decoded batches not yet returned, with the offset their partition
+    /// resumes at once they are.
+    ready: VecDeque<(u32, RecordBatch, i64)>,
+    /// The offset after the last record returned (or skipped), per
+    /// partition: the source's checkpoint position.
+    delivered: BTreeMap<i32, i64>,
+    /// Offsets a checkpoint resumes from, applied when partitions are
+    /// assigned.
+    resume: Option<BTreeMap<i32, i64>>,
     /// An error to report once the rows decoded before it are delivered.
     failure: Option<Error>,
     dead_letters: Option<DeadLetterTable>,
@@ -128,6 +136,8 @@ impl KafkaSource {
             buffers: BTreeMap::new(),
             buffered: 0,
             ready: VecDeque::new(),
+            delivered: BTreeMap::new(),
+            resume: None,
             failure: None,
             dead_letters,
             bad_rows: 0,
@@ -202,15 +212,24 @@ impl KafkaSource {
                         return Ok(false);
                     }
                 };
-            let start = match self.config.start {
-                StartOffset::Earliest => low,
-                StartOffset::Latest => high,
-                StartOffset::Timestamp(_) => low,
+            let start = match (&self.resume, self.config.start) {
+                // A checkpoint's offset, unless retention has removed it;
+                // a partition added after the checkpoint starts at its
+                // beginning.
+                (Some(resume), _) => resume.get(&p).map_or(low, |&o| o.clamp(low, high)),
+                (None, StartOffset::Earliest) => low,
+                (None, StartOffset::Latest) => high,
+                (None, StartOffset::Timestamp(_)) => low,
             };
             starts.insert(p, start);
             ends.insert(p, high);
         }
-        let from_time = match (self.config.start, self.bounds.min_timestamp_ms) {
+        let start = if self.resume.is_some() {
+            StartOffset::Earliest
+        } else {
+            self.config.start
+        };
+        let from_time = match (start, self.bounds.min_timestamp_ms) {
             (StartOffset::Timestamp(a), Some(b)) => Some(a.max(b)),
             (StartOffset::Timestamp(a), None) => Some(a),
             (_, b) => b,
@@ -259,6 +278,7 @@ impl KafkaSource {
             .map_err(|e| self.error(format!("cannot assign partitions: {e}")))?;
         self.connected = true;
         self.partitions = partitions.iter().map(|&p| p as u32).collect();
+        self.delivered = starts.clone();
         self.positions = starts;
         if self.config.end_at_latest {
             self.end_offsets = Some(ends);
@@ -296,6 +316,7 @@ impl KafkaSource {
                     .add_partition_offset(&self.config.topic, p, Offset::Beginning)
                     .map_err(|e| self.error(e.to_string()))?;
                 self.positions.insert(p, 0);
+                self.delivered.insert(p, 0);
                 self.partitions.push(p as u32);
                 tracing::info!(
                     "stream '{}': reading new partition {p} of topic '{}'",
@@ -477,8 +498,17 @@ impl KafkaSource {
                 }
             }
         }
+        // Past the decoded records (and dropped ones); a failure resumes at
+        // the bad record.
+        let next = match (&self.failure, decoded.bad.first()) {
+            (Some(_), Some((first, _))) => buffer.offsets[*first],
+            _ => buffer.offsets.last().map_or(0, |o| o + 1),
+        };
         if batch.num_rows() > 0 {
-            self.ready.push_back((partition as u32, batch));
+            self.ready.push_back((partition as u32, batch, next));
+        } else {
+            let at = self.delivered.entry(partition).or_insert(next);
+            *at = (*at).max(next);
         }
         Ok(())
     }
@@ -569,7 +599,9 @@ impl KafkaSource {
 impl Source for KafkaSource {
     fn poll(&mut self) -> Result<Poll> {
         loop {
-            if let Some((partition, batch)) = self.ready.pop_front() {
+            if let Some((partition, batch, next)) = self.ready.pop_front() {
+                let at = self.delivered.entry(partition as i32).or_insert(next);
+                *at = (*at).max(next);
                 return Ok(Poll::Batch(partition, batch));
             }
             if let Some(e) = self.failure.take() {
@@ -622,6 +654,57 @@ impl Source for KafkaSource {
     fn health(&self) -> Option<String> {
         self.health.clone()
     }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        // Nothing gathered is pending: every record read was returned or
+        // skipped (a tombstone, say), so the read positions hold.
+        let offsets = if self.ready.is_empty() && self.buffered == 0 && self.failure.is_none() {
+            &self.positions
+        } else {
+            &self.delivered
+        };
+        if !self.connected {
+            // Not assigned yet: resume where this run would have started.
+            return self
+                .resume
+                .as_ref()
+                .map(|r| position_json(&self.config.topic, r));
+        }
+        Some(position_json(&self.config.topic, offsets))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        let bad = |e: &str| crate::connector::bad_position(&self.stream, position, e);
+        let topic = position.get("topic").and_then(|t| t.as_str());
+        if topic != Some(self.config.topic.as_str()) {
+            return Err(bad(&format!(
+                "it is of topic {}, the stream reads '{}'",
+                topic.map_or("(none)".into(), |t| format!("'{t}'")),
+                self.config.topic
+            )));
+        }
+        let offsets = position
+            .get("offsets")
+            .and_then(|o| o.as_array())
+            .ok_or_else(|| bad("no offsets"))?;
+        let mut resume = BTreeMap::new();
+        for pair in offsets {
+            let (Some(p), Some(o)) = (
+                pair.get(0).and_then(|p| p.as_i64()),
+                pair.get(1).and_then(|o| o.as_i64()),
+            ) else {
+                return Err(bad("an offset is not a [partition, offset] pair"));
+            };
+            resume.insert(p as i32, o);
+        }
+        self.resume = Some(resume);
+        Ok(())
+    }
+}
+
+fn position_json(topic: &str, offsets: &BTreeMap<i32, i64>) -> serde_json::Value {
+    let offsets: Vec<[i64; 2]> = offsets.iter().map(|(&p, &o)| [i64::from(p), o]).collect();
+    serde_json::json!({ "topic": topic, "offsets": offsets })
 }
 
 impl Drop for KafkaSource {
@@ -641,6 +724,15 @@ pub(crate) enum TopicError {
     Unreachable(KafkaError),
     /// They answered: the topic cannot be read.
     Fatal(String),
+}
+
+impl std::fmt::Display for TopicError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicError::Unreachable(e) => write!(f, "cannot reach the brokers: {e}"),
+            TopicError::Fatal(message) => f.write_str(message),
+        }
+    }
 }
 
 /// The partitions of `topic`, in order.

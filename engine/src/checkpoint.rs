@@ -1,0 +1,458 @@
+//! Checkpoints: what a job needs to resume exactly where it was.
+//!
+//! A checkpoint *n* of a job is a directory `<job>/<n>/` in the checkpoint
+//! store holding the operator state (Arrow IPC), anything a sink staged
+//! for epoch *n*, and last `manifest.json`. The manifest is the commit point:
+//! it is written in one `put` (a rename on a local disk, an atomic put on
+//! object stores) only after everything it names is written, so a
+//! checkpoint without a manifest is incomplete and never restored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow::ipc::reader::FileReader;
+use arrow::ipc::writer::FileWriter;
+use futures::TryStreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// How often checkpoints are taken when nothing says otherwise.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Complete checkpoints kept per job by default; older ones are deleted.
+pub const DEFAULT_RETAINED: usize = 3;
+
+/// Engine-wide checkpoint settings.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    /// Time between checkpoints; `None` turns checkpoints off (rows are
+    /// then committed on that interval without a recovery point).
+    pub interval: Option<Duration>,
+    /// Where checkpoints are stored: a URL (`file:///...`, `s3://...`,
+    /// `memory://`), or `None` for `<data dir>/checkpoints`.
+    pub url: Option<String>,
+    /// Complete checkpoints kept per job.
+    pub retained: usize,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            interval: Some(DEFAULT_INTERVAL),
+            url: None,
+            retained: DEFAULT_RETAINED,
+        }
+    }
+}
+
+/// Parses a checkpoint interval: a duration (`10s`, `500ms`), or `off`
+/// (or `0`) for none.
+pub fn parse_interval(value: &str) -> std::result::Result<Option<Duration>, String> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") || value == "0" {
+        return Ok(None);
+    }
+    match humantime::parse_duration(value) {
+        Ok(d) if d.is_zero() => Ok(None),
+        Ok(d) => Ok(Some(d)),
+        Err(e) => Err(format!(
+            "invalid checkpoint interval '{value}': {e}; expected a duration such as '10s', or 'off'"
+        )),
+    }
+}
+
+/// The record of a complete checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Manifest {
+    /// Format version of the manifest.
+    pub format: u32,
+    pub job: String,
+    pub epoch: u64,
+    /// Milliseconds since the Unix epoch when the barrier was injected.
+    pub started_ms: i64,
+    /// How long the checkpoint took, barrier to manifest.
+    pub duration_ms: u64,
+    /// Bytes written for the checkpoint (state and staged output).
+    pub size_bytes: u64,
+    /// Fingerprint of the job's plan: state is restored only into the same
+    /// query.
+    pub plan: String,
+    /// Where each source partition resumes.
+    pub source: serde_json::Value,
+    /// The per-partition watermarks.
+    pub watermarks: WatermarkState,
+    /// The operator's state: the file holding it, and its scalars.
+    pub operator: OperatorManifest,
+    /// What the sink staged for this epoch, committed after the manifest.
+    pub sink: serde_json::Value,
+}
+
+/// The scalar part of an operator's state; its rows are in `state_file`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct OperatorManifest {
+    pub state_file: Option<String>,
+    pub emitted_through: Option<i64>,
+}
+
+/// An operator's state as of a barrier.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OperatorState {
+    pub emitted_through: Option<i64>,
+    pub batches: Vec<RecordBatch>,
+}
+
+/// The watermark state of a source, per partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WatermarkState {
+    /// Largest event time seen per partition (nanoseconds).
+    pub partitions: Vec<(u32, Option<i64>)>,
+    /// The watermark last emitted.
+    pub emitted: Option<i64>,
+}
+
+const MANIFEST: &str = "manifest.json";
+const MANIFEST_FORMAT: u32 = 1;
+
+/// A job's checkpoints in a store.
+#[derive(Clone)]
+pub(crate) struct CheckpointStore {
+    store: Arc<dyn ObjectStore>,
+    /// `<root>/<job>`.
+    prefix: StorePath,
+    job: String,
+    /// Shown in errors.
+    location: String,
+}
+
+impl std::fmt::Debug for CheckpointStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointStore")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+/// Opens the store a configuration names.
+pub(crate) fn open_store(
+    config: &CheckpointConfig,
+    data_dir: &std::path::Path,
+) -> Result<(Arc<dyn ObjectStore>, StorePath, String)> {
+    let url = match &config.url {
+        Some(url) => url::Url::parse(url).map_err(|e| {
+            Error::invalid(format!(
+                "invalid checkpoint URL '{url}': {e}; expected file:///dir, s3://bucket/prefix or memory://"
+            ))
+        })?,
+        None => {
+            let dir = data_dir.join("checkpoints");
+            std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            let dir = dir.canonicalize().map_err(|e| Error::io(&dir, e))?;
+            url::Url::from_directory_path(&dir)
+                .map_err(|()| Error::invalid(format!("{} is not absolute", dir.display())))?
+        }
+    };
+    if url.scheme() == "file"
+        && let Ok(path) = url.to_file_path()
+    {
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    let (store, prefix) = object_store::parse_url(&url)
+        .map_err(|e| Error::invalid(format!("cannot open checkpoint store '{url}': {e}")))?;
+    Ok((Arc::from(store), prefix, url.to_string()))
+}
+
+impl CheckpointStore {
+    pub fn new(store: Arc<dyn ObjectStore>, root: &StorePath, location: &str, job: &str) -> Self {
+        CheckpointStore {
+            store,
+            prefix: root.clone().join(job),
+            job: job.to_string(),
+            location: format!("{}/{job}", location.trim_end_matches('/')),
+        }
+    }
+
+    fn error(&self, what: &str, e: impl std::fmt::Display) -> Error {
+        Error::invalid(format!(
+            "checkpoints of job '{}' at {}: {what}: {e}",
+            self.job, self.location
+        ))
+    }
+
+    fn dir(&self, epoch: u64) -> StorePath {
+        // Zero-padded so listings sort by epoch.
+        self.prefix.clone().join(format!("{epoch:020}"))
+    }
+
+    /// Writes a file of checkpoint `epoch`; returns its name and size.
+    pub async fn put(&self, epoch: u64, name: &str, bytes: Vec<u8>) -> Result<u64> {
+        let size = bytes.len() as u64;
+        self.store
+            .put(&self.dir(epoch).join(name), PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.error(&format!("cannot write {name} of checkpoint {epoch}"), e))?;
+        Ok(size)
+    }
+
+    /// Reads a file of checkpoint `epoch`.
+    pub async fn get(&self, epoch: u64, name: &str) -> Result<bytes::Bytes> {
+        let result = self
+            .store
+            .get(&self.dir(epoch).join(name))
+            .await
+            .map_err(|e| self.error(&format!("cannot read {name} of checkpoint {epoch}"), e))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| self.error(&format!("cannot read {name} of checkpoint {epoch}"), e))
+    }
+
+    /// Writes batches as an Arrow IPC file of checkpoint `epoch`.
+    pub async fn put_batches(
+        &self,
+        epoch: u64,
+        name: &str,
+        schema: &SchemaRef,
+        batches: &[RecordBatch],
+    ) -> Result<u64> {
+        self.put(epoch, name, encode_ipc(schema, batches)?).await
+    }
+
+    /// Reads an Arrow IPC file of checkpoint `epoch`.
+    pub async fn get_batches(&self, epoch: u64, name: &str) -> Result<Vec<RecordBatch>> {
+        let bytes = self.get(epoch, name).await?;
+        decode_ipc(bytes).map_err(|e| self.error(&format!("{name} of checkpoint {epoch}"), e))
+    }
+
+    /// Completes checkpoint `manifest.epoch` by writing its manifest.
+    pub async fn commit(&self, manifest: &Manifest) -> Result<u64> {
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| self.error("cannot encode a manifest", e))?;
+        self.put(manifest.epoch, MANIFEST, json).await
+    }
+
+    /// Epochs with a directory in the store, complete or not, ascending.
+    async fn epochs(&self) -> Result<Vec<u64>> {
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&self.prefix))
+            .await
+            .map_err(|e| self.error("cannot list checkpoints", e))?;
+        let mut epochs: Vec<u64> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|f| f.parse().ok()))
+            .collect();
+        epochs.sort_unstable();
+        Ok(epochs)
+    }
+
+    /// The newest complete checkpoint, if any.
+    pub async fn latest(&self) -> Result<Option<Manifest>> {
+        for epoch in self.epochs().await?.into_iter().rev() {
+            match self.store.get(&self.dir(epoch).join(MANIFEST)).await {
+                Ok(found) => {
+                    let bytes = found
+                        .bytes()
+                        .await
+                        .map_err(|e| self.error("cannot read a manifest", e))?;
+                    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+                        self.error(&format!("the manifest of checkpoint {epoch} is damaged"), e)
+                    })?;
+                    if manifest.format != MANIFEST_FORMAT {
+                        return Err(self.error(
+                            &format!("checkpoint {epoch}"),
+                            format!(
+                                "manifest format {} is not supported (expected {MANIFEST_FORMAT})",
+                                manifest.format
+                            ),
+                        ));
+                    }
+                    return Ok(Some(manifest));
+                }
+                // Incomplete: the process stopped before the manifest.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.error("cannot read a manifest", e)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Deletes checkpoints older than the newest `retained` complete ones
+    /// (and incomplete ones older than those).
+    pub async fn clean(&self, newest: u64, retained: usize) -> Result<()> {
+        let epochs = self.epochs().await?;
+        let keep_from = epochs
+            .iter()
+            .rev()
+            .filter(|&&e| e <= newest)
+            .nth(retained.max(1) - 1)
+            .copied()
+            .unwrap_or(0);
+        for epoch in epochs.into_iter().filter(|&e| e < keep_from) {
+            self.delete_epoch(epoch).await?;
+        }
+        Ok(())
+    }
+
+    async fn delete_epoch(&self, epoch: u64) -> Result<()> {
+        let files: Vec<_> = self
+            .store
+            .list(Some(&self.dir(epoch)))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| self.error("cannot list a checkpoint", e))?;
+        // The manifest first, so a half-deleted checkpoint is incomplete.
+        let (manifest, rest): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|p| p.filename() == Some(MANIFEST));
+        for path in manifest.into_iter().chain(rest) {
+            match self.store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error("cannot delete an old checkpoint", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes every checkpoint of the job (when it is dropped or
+    /// restarted from scratch).
+    pub async fn delete_all(&self) -> Result<()> {
+        for epoch in self.epochs().await? {
+            self.delete_epoch(epoch).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Batches as an Arrow IPC file.
+pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
+    let mut writer = FileWriter::try_new(Vec::new(), schema)?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    Ok(writer.into_inner()?)
+}
+
+/// The batches of an Arrow IPC file.
+pub(crate) fn decode_ipc(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
+    let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+}
+
+/// A fingerprint of a plan's text, stable across runs of one build.
+pub(crate) fn fingerprint(text: &str) -> String {
+    // FNV-1a: tiny and stable (unlike std's randomly seeded hasher).
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::Int64Array;
+    use arrow::datatypes::{DataType, Field, Schema};
+    use object_store::memory::InMemory;
+
+    use super::*;
+
+    fn manifest(epoch: u64) -> Manifest {
+        Manifest {
+            format: MANIFEST_FORMAT,
+            job: "v".into(),
+            epoch,
+            started_ms: 0,
+            duration_ms: 1,
+            size_bytes: 2,
+            plan: "p".into(),
+            source: serde_json::json!({"offsets": [[0, 42]]}),
+            watermarks: WatermarkState::default(),
+            operator: OperatorManifest::default(),
+            sink: serde_json::Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn latest_skips_incomplete_checkpoints_and_clean_keeps_the_newest() {
+        let store = CheckpointStore::new(
+            Arc::new(InMemory::new()),
+            &StorePath::from("cp"),
+            "memory://",
+            "v",
+        );
+        assert!(store.latest().await.unwrap().is_none());
+        for epoch in 1..=4 {
+            store
+                .put(epoch, "state.arrow", vec![1, 2, 3])
+                .await
+                .unwrap();
+            store.commit(&manifest(epoch)).await.unwrap();
+        }
+        // Epoch 5 staged state but never got its manifest.
+        store.put(5, "state.arrow", vec![1]).await.unwrap();
+        let latest = store.latest().await.unwrap().unwrap();
+        assert_eq!(latest.epoch, 4);
+        assert_eq!(latest.source["offsets"][0][1], 42);
+
+        store.clean(4, 2).await.unwrap();
+        assert_eq!(store.epochs().await.unwrap(), vec![3, 4, 5]);
+        assert_eq!(store.latest().await.unwrap().unwrap().epoch, 4);
+
+        store.delete_all().await.unwrap();
+        assert!(store.epochs().await.unwrap().is_empty());
+        assert!(store.latest().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn batches_round_trip_through_ipc() {
+        let store = CheckpointStore::new(
+            Arc::new(InMemory::new()),
+            &StorePath::from("cp"),
+            "memory://",
+            "v",
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            vec![Arc::new(Int64Array::from(vec![Some(1), None, Some(3)]))],
+        )
+        .unwrap();
+        store
+            .put_batches(7, "s.arrow", &schema, &[batch.clone(), batch.clone()])
+            .await
+            .unwrap();
+        let back = store.get_batches(7, "s.arrow").await.unwrap();
+        assert_eq!(back, vec![batch.clone(), batch]);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_manifest_is_an_error_naming_the_checkpoint() {
+        let store = CheckpointStore::new(
+            Arc::new(InMemory::new()),
+            &StorePath::from("cp"),
+            "memory://",
+            "v",
+        );
+        store.put(3, MANIFEST, b"{not json".to_vec()).await.unwrap();
+        let e = store.latest().await.unwrap_err().to_string();
+        assert!(e.contains("checkpoint 3 is damaged"), "{e}");
+    }
+
+    #[test]
+    fn intervals_parse_and_off_turns_checkpoints_off() {
+        assert_eq!(parse_interval("10s"), Ok(Some(Duration::from_secs(10))));
+        assert_eq!(parse_interval("off"), Ok(None));
+        assert_eq!(parse_interval("0"), Ok(None));
+        assert!(parse_interval("ten").unwrap_err().contains("'ten'"));
+    }
+}
