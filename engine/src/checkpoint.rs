@@ -89,6 +89,46 @@ pub(crate) struct Manifest {
     pub operator: OperatorManifest,
     /// What the sink staged for this epoch, committed after the manifest.
     pub sink: serde_json::Value,
+    /// A replay (`ALTER ... RESTART`) still rewriting the archive.
+    #[serde(default)]
+    pub replay: Option<Replay>,
+}
+
+/// A replay asked for by `ALTER MATERIALIZED VIEW | SINK ... RESTART`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Replay {
+    /// Where the stream is read from again.
+    pub from: ReplayFrom,
+    /// Windows starting before this are not emitted: the replay sees only
+    /// part of their rows (nanoseconds).
+    pub skip_before: Option<i64>,
+    /// The part of the archive still to be rewritten, if any.
+    pub rewrite: Option<Rewrite>,
+}
+
+/// Where a replay starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ReplayFrom {
+    Earliest,
+    Latest,
+    /// Nanoseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+/// The archive range a replay rewrites: each commit replaces the windows
+/// from just after the previous one's through its own last window, so no
+/// window ever holds old and new rows at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Rewrite {
+    /// The whole archive is replaced at the first commit (an output
+    /// without `window_start`).
+    pub full: bool,
+    /// Windows starting after this (nanoseconds) are replaced next; `None`
+    /// from the first window on.
+    pub after: Option<i64>,
+    /// The last window start the job had committed before the restart: old
+    /// rows exist up to here.
+    pub through: i64,
 }
 
 /// The scalar part of an operator's state; its rows are in `state_file`.
@@ -115,6 +155,7 @@ pub(crate) struct WatermarkState {
 }
 
 const MANIFEST: &str = "manifest.json";
+const REPLAY: &str = "replay.json";
 const MANIFEST_FORMAT: u32 = 1;
 
 /// A job's checkpoints in a store.
@@ -320,12 +361,53 @@ impl CheckpointStore {
     }
 
     /// Deletes every checkpoint of the job (when it is dropped or
-    /// restarted from scratch).
+    /// restarted from scratch), and any replay waiting to start.
     pub async fn delete_all(&self) -> Result<()> {
         for epoch in self.epochs().await? {
             self.delete_epoch(epoch).await?;
         }
+        self.set_replay(None).await
+    }
+
+    fn replay_path(&self) -> StorePath {
+        self.prefix.clone().join(REPLAY)
+    }
+
+    /// Records (or, with `None`, clears) a replay a restarted job starts
+    /// with, until its first checkpoint carries it.
+    pub async fn set_replay(&self, replay: Option<&Replay>) -> Result<()> {
+        match replay {
+            Some(replay) => {
+                let json = serde_json::to_vec(replay)
+                    .map_err(|e| self.error("cannot encode a replay", e))?;
+                self.store
+                    .put(&self.replay_path(), PutPayload::from(json))
+                    .await
+                    .map_err(|e| self.error("cannot record a replay", e))?;
+            }
+            None => match self.store.delete(&self.replay_path()).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error("cannot clear a replay", e)),
+            },
+        }
         Ok(())
+    }
+
+    /// The replay recorded by [`CheckpointStore::set_replay`], if any.
+    pub async fn replay(&self) -> Result<Option<Replay>> {
+        match self.store.get(&self.replay_path()).await {
+            Ok(found) => {
+                let bytes = found
+                    .bytes()
+                    .await
+                    .map_err(|e| self.error("cannot read a replay", e))?;
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| self.error("the recorded replay is damaged", e))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("cannot read a replay", e)),
+        }
     }
 }
 
@@ -379,6 +461,7 @@ mod tests {
             watermarks: WatermarkState::default(),
             operator: OperatorManifest::default(),
             sink: serde_json::Value::Null,
+            replay: None,
         }
     }
 

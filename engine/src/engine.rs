@@ -10,13 +10,14 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
 use fibers_sql::{
-    CreateQuery, CreateStream, ParsedStatement, Statement, StreamInfo, StreamResolver,
+    CreateQuery, CreateStream, ParsedStatement, RestartFrom, Statement, StreamInfo, StreamResolver,
     SubscribeFrom, plan_continuous_query,
 };
 use tokio::sync::{Mutex, watch};
 
 use crate::archive::ArchiveConfig;
-use crate::checkpoint::{CheckpointConfig, CheckpointStore};
+use crate::archive::ArchiveFormat;
+use crate::checkpoint::{CheckpointConfig, CheckpointStore, Replay, ReplayFrom, Rewrite};
 use crate::connector::{StreamDef, kafka};
 use crate::job::{JobCheckpoints, JobHandle, JobSpec};
 use crate::plan::InputTable;
@@ -255,6 +256,7 @@ impl Engine {
             | Statement::CreateView(_)
             | Statement::CreateSink(_)
             | Statement::Insert(_)
+            | Statement::Restart { .. }
             | Statement::Drop { .. } => None,
         };
         Ok(Prepared {
@@ -365,6 +367,7 @@ impl Engine {
                 name,
                 if_exists,
             } => self.drop_object(*kind, name, *if_exists).await,
+            Statement::Restart { kind, name, from } => self.restart(*kind, name, from).await,
             Statement::Show(target) => {
                 self.wait_for_bounded_jobs().await;
                 let objects = self.objects.lock().await;
@@ -503,6 +506,19 @@ impl Engine {
         sql: Option<&str>,
         start: bool,
     ) -> Result<()> {
+        self.add_output_replaying(kind, create, sql, start, None)
+            .await
+    }
+
+    /// Like [`Engine::add_output`], starting the job with a replay.
+    async fn add_output_replaying(
+        &self,
+        kind: ObjectKind,
+        create: &CreateQuery,
+        sql: Option<&str>,
+        start: bool,
+        replay: Option<Replay>,
+    ) -> Result<()> {
         let (owner, format_key) = match kind {
             ObjectKind::View => ("view", "archive"),
             _ => ("sink", "connector"),
@@ -562,10 +578,150 @@ impl Engine {
                 catalog: Arc::clone(&self.catalog),
                 feed,
                 checkpoints,
+                replay,
             });
             objects.jobs.insert(create.name.clone(), job);
         }
         Ok(())
+    }
+
+    /// `ALTER MATERIALIZED VIEW | SINK name RESTART FROM ...`: stops the
+    /// job (its last checkpoint commits what it emitted), discards its
+    /// state, and starts it again reading its stream from `from`. A view's
+    /// archive is rewritten for the replayed windows: each commit of the
+    /// replay replaces the windows it covers, in one Delta commit.
+    async fn restart(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        from: &RestartFrom,
+    ) -> Result<StatementResult> {
+        let done = match kind {
+            ObjectKind::View => "ALTER MATERIALIZED VIEW",
+            _ => "ALTER SINK",
+        };
+        let definition = self
+            .catalog
+            .list(Some(kind))?
+            .into_iter()
+            .find(|d| d.name == name)
+            .ok_or_else(|| fibers_catalog::Error::NotFound {
+                kind,
+                name: name.to_string(),
+            })?;
+        let Some(Statement::CreateView(create) | Statement::CreateSink(create)) =
+            fibers_sql::parse_script(&definition.sql)?
+                .into_iter()
+                .next()
+                .map(|s| s.statement)
+        else {
+            return Err(Error::invalid(format!(
+                "the definition of '{name}' is damaged"
+            )));
+        };
+        let from = match from {
+            RestartFrom::Earliest => ReplayFrom::Earliest,
+            RestartFrom::Latest => ReplayFrom::Latest,
+            RestartFrom::Timestamp(t) => ReplayFrom::Timestamp(
+                chrono::DateTime::parse_from_rfc3339(t.trim())
+                    .ok()
+                    .and_then(|t| t.timestamp_nanos_opt())
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "invalid RESTART time '{t}': expected an RFC 3339 time such as \
+                             '2025-01-02T14:30:00Z'"
+                        ))
+                    })?,
+            ),
+        };
+        let mut objects = self.objects.lock().await;
+        let output = objects
+            .outputs
+            .get(name)
+            .cloned()
+            .ok_or_else(|| missing_object(name))?;
+        let source = definition.depends_on.first().cloned().unwrap_or_default();
+        let stream = objects
+            .streams
+            .get(&source)
+            .cloned()
+            .ok_or_else(|| Error::invalid(format!("stream '{source}' of '{name}' is gone")))?;
+        // Refuse before anything stops.
+        stream.replaying(from)?;
+        let windowed = output.schema.index_of(fibers_sql::WINDOW_START).is_ok();
+        if let ReplayFrom::Timestamp(_) = from
+            && !windowed
+        {
+            return Err(Error::invalid(format!(
+                "{name} has no window_start column, so a replay from a time cannot tell which \
+                 of its rows to replace; RESTART FROM EARLIEST rewrites it whole"
+            )));
+        }
+        // Parquet files cannot drop some windows: its archive is rewritten
+        // whole or not at all.
+        let parquet = output.archive.format == ArchiveFormat::Parquet;
+        if parquet && matches!(from, ReplayFrom::Timestamp(_)) {
+            return Err(Error::invalid(format!(
+                "the Parquet archive of '{name}' can only be rewritten whole: RESTART FROM \
+                 EARLIEST, or archive the view to Delta to reprocess part of it"
+            )));
+        }
+        // The job's last checkpoint commits what it emitted; the windows
+        // committed so far are what the replay replaces.
+        if let Some(mut job) = objects.jobs.remove(name) {
+            job.stop().await;
+        }
+        let old = self.catalog.job(name)?;
+        let through = old.as_ref().and_then(|j| j.committed_watermark);
+        let rewrite = match (output.archive.readable(), from) {
+            // A topic keeps what was produced: a replay produces again.
+            (false, _) | (_, ReplayFrom::Latest) => None,
+            (true, ReplayFrom::Earliest) if !windowed || parquet => Some(Rewrite {
+                full: true,
+                after: None,
+                through: i64::MAX,
+            }),
+            (true, ReplayFrom::Earliest) => through.map(|through| Rewrite {
+                full: false,
+                after: None,
+                through,
+            }),
+            (true, ReplayFrom::Timestamp(t)) => {
+                through.filter(|&w| w >= t).map(|through| Rewrite {
+                    full: false,
+                    after: Some(t - 1),
+                    through,
+                })
+            }
+        };
+        let replay = Replay {
+            from,
+            skip_before: match from {
+                ReplayFrom::Timestamp(t) => Some(t),
+                _ => None,
+            },
+            rewrite,
+        };
+        objects.outputs.remove(name);
+        drop(objects);
+        let store = self.checkpoints_of(name);
+        store.delete_all().await?;
+        // Kept until the first checkpoint, so a crash before it restarts
+        // the replay rather than the stream's usual start.
+        if self.job_checkpoints(name, &output.archive).store.is_some() {
+            store.set_replay(Some(&replay)).await?;
+        }
+        // Windows the old job committed are replaced, not skipped.
+        self.catalog.put_job(&fibers_catalog::JobRecord {
+            name: name.to_string(),
+            status: JobStatus::Running,
+            error: None,
+            committed_watermark: None,
+            counters: Default::default(),
+        })?;
+        self.add_output_replaying(kind, &create, None, true, Some(replay))
+            .await?;
+        Ok(StatementResult::Done(done.into()))
     }
 
     /// The checkpoints of job `name`.

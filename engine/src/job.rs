@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::archive::{Archive, ArchiveConfig};
 use crate::checkpoint::{
-    CheckpointStore, Manifest, OperatorManifest, OperatorState, WatermarkState,
+    CheckpointStore, Manifest, OperatorManifest, OperatorState, Replay, WatermarkState,
 };
 use crate::connector::{Poll, Source, StreamDef};
 use crate::operator;
@@ -118,6 +118,8 @@ pub(crate) struct JobSpec {
     /// Where subscribers get the rows the job emits.
     pub feed: Arc<Feed>,
     pub checkpoints: JobCheckpoints,
+    /// A replay the job starts with (`ALTER ... RESTART`).
+    pub replay: Option<Replay>,
 }
 
 /// A handle on a running job.
@@ -217,6 +219,11 @@ struct Epochs {
     store: Option<CheckpointStore>,
     retained: usize,
     plan: String,
+    /// The replay under way, if any; checkpoints carry it.
+    replay: Option<Replay>,
+    /// Whether the store still holds the replay's start record, which the
+    /// first checkpoint supersedes.
+    replay_recorded: bool,
 }
 
 async fn run(
@@ -273,6 +280,20 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         Some(store) => store.latest().await?,
         None => None,
     };
+    // A replay starts from the stream's new start point until the first
+    // checkpoint, which then carries what is left of it.
+    let (replay, replay_recorded) = match (&latest, &spec.checkpoints.store) {
+        (Some(m), _) => (m.replay.clone(), false),
+        (None, _) if spec.replay.is_some() => {
+            (spec.replay.clone(), spec.checkpoints.store.is_some())
+        }
+        (None, Some(store)) => {
+            let replay = store.replay().await?;
+            let recorded = replay.is_some();
+            (replay, recorded)
+        }
+        (None, None) => (None, false),
+    };
     if let Some(m) = &latest
         && m.plan != plan
     {
@@ -285,13 +306,21 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     }
     // Windows already archived by a run without checkpoints are skipped; a
     // checkpoint knows exactly what was emitted.
-    let skip_through = if latest.is_some() { None } else { committed };
+    let skip_through = if latest.is_some() || replay.is_some() {
+        None
+    } else {
+        committed
+    };
     let ctx = spec.query.state.task_ctx();
     let mut operator = operator::build(&spec.query, ctx, skip_through).await?;
     let mut archive = spec.archive.open(name, &spec.query.output_schema()).await?;
-    let mut source = spec.stream.open(spec.batch_size)?;
+    archive.set_rewrite(replay.as_ref().and_then(|r| r.rewrite));
     let store = spec.checkpoints.store.clone();
     let Some(manifest) = latest else {
+        let source = match &replay {
+            Some(replay) => spec.stream.replaying(replay.from)?.open(spec.batch_size)?,
+            None => spec.stream.open(spec.batch_size)?,
+        };
         let next = archive.last_epoch().await?.map_or(1, |e| e + 1);
         return Ok(Start {
             operator,
@@ -303,9 +332,12 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
                 store,
                 retained: spec.checkpoints.retained,
                 plan,
+                replay,
+                replay_recorded,
             },
         });
     };
+    let mut source = spec.stream.open(spec.batch_size)?;
     let Some(checkpoints) = &store else {
         return Err(Error::invalid("a checkpoint without a store"));
     };
@@ -351,6 +383,8 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             store,
             retained: spec.checkpoints.retained,
             plan,
+            replay,
+            replay_recorded,
         },
     })
 }
@@ -452,6 +486,13 @@ async fn run_job(
                         None => return Err(Error::invalid("the source stopped unexpectedly")),
                     };
                     for batch in out {
+                        let batch = match epochs.replay.as_ref().and_then(|r| r.skip_before) {
+                            Some(before) => windows_from(batch, before)?,
+                            None => batch,
+                        };
+                        if batch.num_rows() == 0 {
+                            continue;
+                        }
                         metrics.output_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
                         archive.buffer(&batch)?;
                         spec.feed.publish(&batch)?;
@@ -538,6 +579,10 @@ async fn checkpoint(
                 emitted_through: state.emitted_through,
             },
             sink: staged.manifest.clone(),
+            replay: epochs.replay.as_ref().map(|r| Replay {
+                rewrite: archive.rewrite(),
+                ..r.clone()
+            }),
         };
         manifest.duration_ms = began.elapsed().as_millis() as u64;
         store.commit(&manifest).await?;
@@ -564,6 +609,12 @@ async fn checkpoint(
             committed_watermark: *committed,
             counters: metrics.counters(),
         })?;
+    }
+    if let Some(store) = store
+        && epochs.replay_recorded
+    {
+        store.set_replay(None).await?;
+        epochs.replay_recorded = false;
     }
     if let Some(store) = store
         && let Err(e) = store.clean(epoch, epochs.retained).await
@@ -702,6 +753,21 @@ impl SourceReader {
             }
         }
     }
+}
+
+/// The rows of windows starting at or after `start` (nanoseconds): a replay
+/// from a time saw only part of the windows before it.
+fn windows_from(batch: RecordBatch, start: i64) -> Result<RecordBatch> {
+    let Ok(index) = batch.schema().index_of(fibers_sql::WINDOW_START) else {
+        return Ok(batch);
+    };
+    let starts = arrow::compute::cast(
+        batch.column(index),
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None),
+    )?;
+    let threshold = TimestampNanosecondArray::new_scalar(start);
+    let keep = arrow::compute::kernels::cmp::gt_eq(&starts, &threshold)?;
+    Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {

@@ -169,6 +169,7 @@ fn returns_rows(statement: &Statement) -> bool {
         | Statement::CreateView(_)
         | Statement::CreateSink(_)
         | Statement::Insert(_)
+        | Statement::Restart { .. }
         | Statement::Drop { .. } => false,
     }
 }

@@ -27,7 +27,8 @@ pub use parser::{ParsedStatement, parse_script};
 pub use planner::{ContinuousQuery, StreamInfo, StreamResolver, plan_continuous_query};
 pub use session::{streaming_session_state, streaming_session_state_with_config};
 pub use statement::{
-    ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, SubscribeFrom, WatermarkSpec,
+    ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
+    WatermarkSpec,
 };
 pub use types::{arrow_type_to_sql, sql_type_to_arrow};
 pub use window::{ARRIVAL_TIME_COLUMN, WINDOW_END, WINDOW_START, Window, WindowKind};

@@ -7,7 +7,8 @@ use fibers_catalog::ObjectKind;
 
 use crate::interval::interval_nanos;
 use crate::statement::{
-    ColumnSpec, CreateQuery, CreateStream, ShowTarget, Statement, SubscribeFrom, WatermarkSpec,
+    ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
+    WatermarkSpec,
 };
 use crate::{Error, Options, Result, sql_type_to_arrow};
 
@@ -134,6 +135,9 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         };
         return Ok(Statement::Subscribe { name, from });
     }
+    if p.parse_keyword(Keyword::ALTER) {
+        return parse_restart(p);
+    }
     if p.parse_keyword(Keyword::DROP) {
         let kind = if parse_word(p, "STREAM") {
             ObjectKind::Stream
@@ -165,6 +169,40 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             first_words(&other.to_string())
         ))),
     }
+}
+
+/// The rest of `ALTER MATERIALIZED VIEW | SINK name RESTART FROM ...`.
+fn parse_restart(p: &mut Parser) -> Result<Statement> {
+    let kind = if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
+        ObjectKind::View
+    } else if parse_word(p, "SINK") {
+        ObjectKind::Sink
+    } else {
+        return p.expected("MATERIALIZED VIEW or SINK after ALTER", p.peek_token())?;
+    };
+    let name = parse_name(p)?;
+    if !parse_word(p, "RESTART") {
+        return p.expected(
+            "RESTART FROM EARLIEST | LATEST | TIMESTAMP '...'",
+            p.peek_token(),
+        )?;
+    }
+    if !p.parse_keyword(Keyword::FROM) {
+        return p.expected("FROM after RESTART", p.peek_token())?;
+    }
+    let from = if parse_word(p, "EARLIEST") {
+        RestartFrom::Earliest
+    } else if parse_word(p, "LATEST") {
+        RestartFrom::Latest
+    } else if p.parse_keyword(Keyword::TIMESTAMP) {
+        RestartFrom::Timestamp(p.parse_literal_string()?)
+    } else {
+        return p.expected(
+            "EARLIEST, LATEST or TIMESTAMP '...' after RESTART FROM",
+            p.peek_token(),
+        )?;
+    };
+    Ok(Statement::Restart { kind, name, from })
 }
 
 /// `FROM 'host:port,...'`, if given.
@@ -490,6 +528,45 @@ mod tests {
                     from: SubscribeFrom::Now
                 },
             ]
+        );
+        let err = parse_script("SUBSCRIBE v FROM yesterday").unwrap_err();
+        assert!(err.to_string().contains("NOW or BEGINNING"), "{err}");
+        let restarts = parse_script(
+            "ALTER MATERIALIZED VIEW v RESTART FROM EARLIEST; alter sink s restart from latest;
+             ALTER MATERIALIZED VIEW v RESTART FROM TIMESTAMP '2025-01-02T14:30:00Z'",
+        )
+        .unwrap();
+        let restarts: Vec<_> = restarts.into_iter().map(|s| s.statement).collect();
+        assert_eq!(
+            restarts,
+            [
+                Statement::Restart {
+                    kind: ObjectKind::View,
+                    name: "v".into(),
+                    from: RestartFrom::Earliest
+                },
+                Statement::Restart {
+                    kind: ObjectKind::Sink,
+                    name: "s".into(),
+                    from: RestartFrom::Latest
+                },
+                Statement::Restart {
+                    kind: ObjectKind::View,
+                    name: "v".into(),
+                    from: RestartFrom::Timestamp("2025-01-02T14:30:00Z".into())
+                },
+            ]
+        );
+        let err = parse_script("ALTER MATERIALIZED VIEW v RESTART FROM yesterday").unwrap_err();
+        assert!(
+            err.to_string().contains("EARLIEST, LATEST or TIMESTAMP"),
+            "{err}"
+        );
+        let err = parse_script("ALTER TABLE t ADD COLUMN x INT").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("MATERIALIZED VIEW or SINK after ALTER"),
+            "{err}"
         );
         let err = parse_script("SUBSCRIBE v FROM yesterday").unwrap_err();
         assert!(err.to_string().contains("NOW or BEGINNING"), "{err}");

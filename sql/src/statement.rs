@@ -44,6 +44,17 @@ pub enum Statement {
     /// An ad-hoc query (`SELECT`, `EXPLAIN`), run once over archives and
     /// bounded streams.
     Query(Box<ast::Statement>),
+    /// `ALTER MATERIALIZED VIEW | SINK name RESTART FROM EARLIEST | LATEST |
+    /// TIMESTAMP '...'`: discards the job's state and replays its stream
+    /// from that point.
+    Restart {
+        /// A view or a sink.
+        kind: ObjectKind,
+        /// Its name.
+        name: String,
+        /// Where the replay starts.
+        from: RestartFrom,
+    },
     /// `SUBSCRIBE name [FROM NOW | FROM BEGINNING]`: the rows of a stream,
     /// view or sink as they are produced, until the subscriber leaves.
     Subscribe {
@@ -63,6 +74,17 @@ pub enum SubscribeFrom {
     /// Every row kept so far (a view's archive, a stream from its earliest
     /// record), then the new ones.
     Beginning,
+}
+
+/// Where `ALTER ... RESTART` replays a job's stream from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestartFrom {
+    /// The stream's earliest record.
+    Earliest,
+    /// Its next record: state is discarded, nothing is replayed.
+    Latest,
+    /// The first record at or after this time (RFC 3339, as written).
+    Timestamp(String),
 }
 
 /// What a `SHOW` statement lists.

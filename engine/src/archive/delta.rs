@@ -15,7 +15,10 @@ use deltalake::kernel::{Action, Add, Transaction};
 use deltalake::protocol::DeltaOperation;
 use deltalake::writer::{DeltaWriter as _, RecordBatchWriter};
 
-use super::{ArchiveConfig, Staged, TableWriter};
+use datafusion::common::ScalarValue;
+use datafusion::prelude::{col, lit};
+
+use super::{ArchiveConfig, ReplaceRange, Staged, TableWriter};
 use crate::checkpoint::CheckpointStore;
 use crate::{Error, Result};
 
@@ -130,6 +133,24 @@ impl DeltaWriter {
     }
 }
 
+impl DeltaWriter {
+    /// Whether epoch `epoch` is still to be committed: `false` when the
+    /// table records it and this is a recovery finishing it; an error
+    /// when the table records it (or a later one) otherwise, since another
+    /// instance of the job has then moved on.
+    async fn claim(&mut self, epoch: u64, recovering: bool) -> Result<bool> {
+        match self.recorded_epoch().await? {
+            Some(recorded) if recorded >= epoch && recovering => Ok(false),
+            Some(recorded) if recorded >= epoch => Err(self.error(format!(
+                "the table already holds epoch {recorded} of job '{}', and this instance would \
+                 commit epoch {epoch}: another instance of the job has moved on; this one stops",
+                self.owner
+            ))),
+            _ => Ok(true),
+        }
+    }
+}
+
 #[async_trait]
 impl TableWriter for DeltaWriter {
     async fn stage(
@@ -161,17 +182,8 @@ impl TableWriter for DeltaWriter {
                 "the staged files of epoch {epoch} are damaged: {e}"
             ))
         })?;
-        if let Some(recorded) = self.recorded_epoch().await?
-            && recorded >= epoch
-        {
-            if recovering {
-                return Ok(());
-            }
-            return Err(self.error(format!(
-                "the table already holds epoch {recorded} of job '{}', and this instance would \
-                 commit epoch {epoch}: another instance of the job has moved on; this one stops",
-                self.owner
-            )));
+        if !self.claim(epoch, recovering).await? {
+            return Ok(());
         }
         let version = i64::try_from(epoch).map_err(|e| self.error(e))?;
         let properties = CommitProperties::default()
@@ -193,5 +205,53 @@ impl TableWriter for DeltaWriter {
 
     async fn last_epoch(&mut self) -> Result<Option<u64>> {
         self.recorded_epoch().await
+    }
+
+    async fn replace(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        range: &ReplaceRange,
+        epoch: u64,
+        recovering: bool,
+    ) -> Result<()> {
+        if !self.claim(epoch, recovering).await? {
+            return Ok(());
+        }
+        let version = i64::try_from(epoch).map_err(|e| self.error(e))?;
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new(app_id(&self.owner), version));
+        let mut write = self
+            .table
+            .clone()
+            .write(batches)
+            .with_save_mode(SaveMode::Overwrite)
+            .with_commit_properties(properties);
+        if !range.full {
+            let tz = self
+                .table
+                .snapshot()
+                .ok()
+                .and_then(|s| {
+                    let schema = s.snapshot().arrow_schema();
+                    match schema.field_with_name(&range.column).ok()?.data_type() {
+                        arrow::datatypes::DataType::Timestamp(_, tz) => Some(tz.clone()),
+                        _ => None,
+                    }
+                })
+                .flatten();
+            let at = |ns: i64| {
+                lit(ScalarValue::TimestampMicrosecond(
+                    Some(ns.div_euclid(1000)),
+                    tz.clone(),
+                ))
+            };
+            let mut predicate = col(range.column.as_str()).lt_eq(at(range.through));
+            if let Some(after) = range.after {
+                predicate = col(range.column.as_str()).gt(at(after)).and(predicate);
+            }
+            write = write.with_replace_where(predicate);
+        }
+        write.await.map_err(|e| self.error(e))?;
+        Ok(())
     }
 }

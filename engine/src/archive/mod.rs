@@ -14,7 +14,9 @@ use async_trait::async_trait;
 use datafusion::prelude::SessionContext;
 use fibers_sql::Options;
 
-use crate::checkpoint::CheckpointStore;
+use arrow::array::AsArray;
+
+use crate::checkpoint::{CheckpointStore, Rewrite};
 use crate::connector::kafka::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 use crate::{Error, Result};
 
@@ -182,6 +184,8 @@ impl ArchiveConfig {
         Ok(Archive {
             pending: Pending::new(archive_schema(schema)),
             writer,
+            rewrite: None,
+            replacing: None,
         })
     }
 
@@ -246,6 +250,40 @@ pub(crate) trait TableWriter: Send {
     async fn last_epoch(&mut self) -> Result<Option<u64>> {
         Ok(None)
     }
+
+    /// Replaces the rows in `range` with `batches` in one commit (a replay
+    /// rewriting its archive), as epoch `epoch`; like `commit`, a no-op
+    /// for an epoch the target records when `recovering`.
+    async fn replace(
+        &mut self,
+        _batches: Vec<RecordBatch>,
+        _range: &ReplaceRange,
+        _epoch: u64,
+        _recovering: bool,
+    ) -> Result<()> {
+        Err(Error::invalid("this sink cannot rewrite what it wrote"))
+    }
+}
+
+/// The rows a replay's commit replaces.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ReplaceRange {
+    /// Every row of the table.
+    pub full: bool,
+    /// The window-start column.
+    pub column: String,
+    /// Rows with a window start after this (nanoseconds; `None`: all)...
+    pub after: Option<i64>,
+    /// ...through this one.
+    pub through: i64,
+}
+
+/// What [`Archive::stage`] keeps for a replacing commit.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct StagedReplace {
+    range: ReplaceRange,
+    /// The rows, in the checkpoint (Arrow IPC).
+    file: String,
 }
 
 /// What a writer staged for an epoch.
@@ -261,6 +299,11 @@ pub(crate) struct Staged {
 pub(crate) struct Archive {
     pending: Pending,
     writer: Box<dyn TableWriter>,
+    /// The rewrite of a replay, while it lasts.
+    rewrite: Option<Rewrite>,
+    /// Rows staged for a replacing commit, kept so its commit needs no
+    /// read back.
+    replacing: Option<(u64, Vec<RecordBatch>)>,
 }
 
 impl Archive {
@@ -274,6 +317,16 @@ impl Archive {
         self.pending.rows
     }
 
+    /// Rewrites the archive as a replay commits, starting with `rewrite`.
+    pub fn set_rewrite(&mut self, rewrite: Option<Rewrite>) {
+        self.rewrite = rewrite;
+    }
+
+    /// The rewrite still to be done, for the checkpoint.
+    pub fn rewrite(&self) -> Option<Rewrite> {
+        self.rewrite
+    }
+
     /// Stages the buffered rows as epoch `epoch` (nothing when none are
     /// buffered: `Staged::manifest` is null).
     pub async fn stage(&mut self, epoch: u64, store: Option<&CheckpointStore>) -> Result<Staged> {
@@ -281,9 +334,71 @@ impl Archive {
             return Ok(Staged::default());
         }
         let batches = self.pending.take();
+        if let Some(rewrite) = self.rewrite {
+            return self.stage_replace(rewrite, batches, epoch, store).await;
+        }
         self.writer
             .stage(&self.pending.schema, batches, epoch, store)
             .await
+    }
+
+    /// Stages rows that replace the windows from the last rewritten one
+    /// through the newest among them.
+    async fn stage_replace(
+        &mut self,
+        rewrite: Rewrite,
+        batches: Vec<RecordBatch>,
+        epoch: u64,
+        store: Option<&CheckpointStore>,
+    ) -> Result<Staged> {
+        let schema = Arc::clone(&self.pending.schema);
+        let newest = if rewrite.full {
+            None
+        } else {
+            let index = schema.index_of(fibers_sql::WINDOW_START)?;
+            batches
+                .iter()
+                .filter_map(|b| {
+                    let starts = cast(
+                        b.column(index),
+                        &DataType::Timestamp(TimeUnit::Nanosecond, None),
+                    )
+                    .ok()?;
+                    arrow::compute::max(
+                        starts.as_primitive::<arrow::datatypes::TimestampNanosecondType>(),
+                    )
+                })
+                .max()
+        };
+        let range = ReplaceRange {
+            full: rewrite.full,
+            column: fibers_sql::WINDOW_START.to_string(),
+            after: rewrite.after,
+            through: newest
+                .unwrap_or(rewrite.through)
+                .max(rewrite.after.unwrap_or(i64::MIN)),
+        };
+        // The next commit replaces from here; past the old rows there is
+        // nothing left to replace.
+        self.rewrite = if rewrite.full || range.through >= rewrite.through {
+            None
+        } else {
+            Some(Rewrite {
+                after: Some(range.through),
+                ..rewrite
+            })
+        };
+        let file = format!("replace-{epoch}.arrow");
+        let bytes = match store {
+            Some(store) => store.put_batches(epoch, &file, &schema, &batches).await?,
+            None => 0,
+        };
+        self.replacing = Some((epoch, batches));
+        let manifest = serde_json::json!({
+            "replace": serde_json::to_value(StagedReplace { range, file })
+                .map_err(|e| Error::invalid(e.to_string()))?
+        });
+        Ok(Staged { manifest, bytes })
     }
 
     /// Commits what [`Archive::stage`] staged for `epoch`.
@@ -296,6 +411,22 @@ impl Archive {
     ) -> Result<()> {
         if staged.is_null() {
             return Ok(());
+        }
+        if let Some(replace) = staged.get("replace") {
+            let replace: StagedReplace = serde_json::from_value(replace.clone()).map_err(|e| {
+                Error::invalid(format!("the staged rows of epoch {epoch} are damaged: {e}"))
+            })?;
+            let batches = match self.replacing.take() {
+                Some((e, batches)) if e == epoch => batches,
+                _ => match store {
+                    Some(store) => store.get_batches(epoch, &replace.file).await?,
+                    None => return Err(Error::invalid("no staged rows to commit")),
+                },
+            };
+            return self
+                .writer
+                .replace(batches, &replace.range, epoch, recovering)
+                .await;
         }
         self.writer.commit(staged, epoch, store, recovering).await
     }
@@ -391,4 +522,244 @@ pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<Reco
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::array::{AsArray, Int64Array};
+    use arrow::datatypes::Int64Type;
+
+    use super::*;
+
+    fn config(dir: &Path, format: ArchiveFormat) -> ArchiveConfig {
+        ArchiveConfig {
+            format,
+            path_written: "t".into(),
+            path: dir.join("t"),
+            commit: CommitPolicy::default(),
+            kafka: None,
+        }
+    }
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, true)]))
+    }
+
+    fn rows(values: &[i64]) -> RecordBatch {
+        RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    /// Every `x` in the table, sorted, read through DataFusion.
+    async fn read(config: &ArchiveConfig) -> Vec<i64> {
+        let ctx = SessionContext::new();
+        config.register(&ctx, "t", &schema()).await.unwrap();
+        let batches = ctx
+            .sql("SELECT x FROM t ORDER BY x")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    async fn epoch(archive: &mut Archive, n: u64, values: &[i64]) -> Result<()> {
+        archive.buffer(&rows(values))?;
+        let staged = archive.stage(n, None).await?;
+        archive.commit(&staged.manifest, n, None, false).await
+    }
+
+    #[tokio::test]
+    async fn a_delta_table_takes_each_epoch_once_and_refuses_a_zombie() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), ArchiveFormat::Delta);
+        config.create("v", &schema()).await.unwrap();
+        let mut live = config.open("v", &schema()).await.unwrap();
+        assert_eq!(live.last_epoch().await.unwrap(), None);
+        // A second instance of the job opens the table while it is at epoch 1.
+        let mut zombie = config.open("v", &schema()).await.unwrap();
+        epoch(&mut live, 1, &[1, 2]).await.unwrap();
+        epoch(&mut live, 2, &[3]).await.unwrap();
+        assert_eq!(live.last_epoch().await.unwrap(), Some(2));
+
+        // The zombie's epoch 2 is refused, and nothing of it is visible.
+        let e = epoch(&mut zombie, 2, &[100]).await.unwrap_err().to_string();
+        assert!(
+            e.contains("another instance of the job has moved on"),
+            "{e}"
+        );
+        assert_eq!(read(&config).await, [1, 2, 3]);
+
+        // A recovery finishing epoch 3 twice writes it once.
+        live.buffer(&rows(&[4, 5])).unwrap();
+        let staged = live.stage(3, None).await.unwrap();
+        live.commit(&staged.manifest, 3, None, true).await.unwrap();
+        live.commit(&staged.manifest, 3, None, true).await.unwrap();
+        assert_eq!(read(&config).await, [1, 2, 3, 4, 5]);
+
+        // Staged but uncommitted files are invisible.
+        live.buffer(&rows(&[6])).unwrap();
+        live.stage(4, None).await.unwrap();
+        assert_eq!(read(&config).await, [1, 2, 3, 4, 5]);
+        // Another job's epochs are its own.
+        let mut other = config.open("w", &schema()).await.unwrap();
+        assert_eq!(other.last_epoch().await.unwrap(), None);
+        epoch(&mut other, 1, &[7]).await.unwrap();
+        assert_eq!(read(&config).await, [1, 2, 3, 4, 5, 7]);
+    }
+
+    fn window_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new(
+                fibers_sql::WINDOW_START,
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                true,
+            ),
+            Field::new("x", DataType::Int64, true),
+        ]))
+    }
+
+    /// Rows (window start in seconds, x).
+    fn windows(rows: &[(i64, i64)]) -> RecordBatch {
+        RecordBatch::try_new(
+            window_schema(),
+            vec![
+                Arc::new(
+                    rows.iter()
+                        .map(|r| Some(r.0 * 1_000_000))
+                        .collect::<arrow::array::TimestampMicrosecondArray>(),
+                ),
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.1))),
+            ],
+        )
+        .unwrap()
+    }
+
+    async fn read_windows(config: &ArchiveConfig) -> Vec<(i64, i64)> {
+        let ctx = SessionContext::new();
+        config.register(&ctx, "t", &window_schema()).await.unwrap();
+        let batches = ctx
+            .sql("SELECT CAST(window_start AS BIGINT) / 1000000, x FROM t ORDER BY 1, 2")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                let (w, x) = (
+                    b.column(0).as_primitive::<Int64Type>(),
+                    b.column(1).as_primitive::<Int64Type>(),
+                );
+                (0..b.num_rows())
+                    .map(|i| (w.value(i), x.value(i)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_replay_replaces_the_windows_it_covers_in_each_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), ArchiveFormat::Delta);
+        config.create("v", &window_schema()).await.unwrap();
+        let mut old = config.open("v", &window_schema()).await.unwrap();
+        old.buffer(&windows(&[
+            (1, 10),
+            (2, 20),
+            (3, 30),
+            (4, 40),
+            (5, 50),
+            (6, 60),
+        ]))
+        .unwrap();
+        let staged = old.stage(1, None).await.unwrap();
+        old.commit(&staged.manifest, 1, None, false).await.unwrap();
+
+        // A replay from just after window 2, the old job having committed
+        // through window 5.
+        let mut replay = config.open("v", &window_schema()).await.unwrap();
+        let second = 1_000_000_000;
+        replay.set_rewrite(Some(Rewrite {
+            full: false,
+            after: Some(2 * second),
+            through: 5 * second,
+        }));
+        // The first commit covers windows 3 and 4 (window 4 no longer has
+        // rows for x = 40, and gains one).
+        replay
+            .buffer(&windows(&[(3, 31), (4, 41), (4, 42)]))
+            .unwrap();
+        let staged = replay.stage(2, None).await.unwrap();
+        replay
+            .commit(&staged.manifest, 2, None, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_windows(&config).await,
+            [
+                (1, 10),
+                (2, 20),
+                (3, 31),
+                (4, 41),
+                (4, 42),
+                (5, 50),
+                (6, 60)
+            ]
+        );
+        // The next covers window 5; window 6's old rows are past the range.
+        replay.buffer(&windows(&[(5, 51)])).unwrap();
+        let staged = replay.stage(3, None).await.unwrap();
+        replay
+            .commit(&staged.manifest, 3, None, false)
+            .await
+            .unwrap();
+        assert_eq!(replay.rewrite(), None, "the rewrite is over");
+        // From then on rows are appended.
+        replay.buffer(&windows(&[(7, 70)])).unwrap();
+        let staged = replay.stage(4, None).await.unwrap();
+        replay
+            .commit(&staged.manifest, 4, None, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_windows(&config).await,
+            [
+                (1, 10),
+                (2, 20),
+                (3, 31),
+                (4, 41),
+                (4, 42),
+                (5, 51),
+                (6, 60),
+                (7, 70)
+            ]
+        );
+        assert_eq!(replay.last_epoch().await.unwrap(), Some(4));
+    }
+
+    #[tokio::test]
+    async fn parquet_files_appear_at_commit_and_a_repeated_commit_is_harmless() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = config(dir.path(), ArchiveFormat::Parquet);
+        config.create("v", &schema()).await.unwrap();
+        let mut archive = config.open("v", &schema()).await.unwrap();
+        archive.buffer(&rows(&[1, 2])).unwrap();
+        let staged = archive.stage(1, None).await.unwrap();
+        assert!(read(&config).await.is_empty(), "staged rows are visible");
+        archive
+            .commit(&staged.manifest, 1, None, false)
+            .await
+            .unwrap();
+        assert_eq!(read(&config).await, [1, 2]);
+        archive
+            .commit(&staged.manifest, 1, None, true)
+            .await
+            .unwrap();
+        assert_eq!(read(&config).await, [1, 2]);
+    }
 }

@@ -12,7 +12,7 @@ use datafusion::datasource::listing::ListingOptions;
 use datafusion::prelude::SessionContext;
 use parquet::arrow::ArrowWriter;
 
-use super::{ArchiveConfig, Staged, TableWriter};
+use super::{ArchiveConfig, ReplaceRange, Staged, TableWriter};
 use crate::checkpoint::CheckpointStore;
 use crate::{Error, Result};
 
@@ -55,6 +55,30 @@ fn staged_name(name: &str) -> String {
 
 #[async_trait]
 impl TableWriter for ParquetWriter {
+    /// Only a whole-table rewrite: Parquet files cannot drop some windows.
+    /// The old files are hidden, then the replay's first rows published;
+    /// windows not replayed yet are missing meanwhile, never doubled.
+    async fn replace(
+        &mut self,
+        batches: Vec<RecordBatch>,
+        range: &ReplaceRange,
+        epoch: u64,
+        _recovering: bool,
+    ) -> Result<()> {
+        if !range.full {
+            return Err(
+                self.error("a Parquet archive can only be rewritten whole (RESTART FROM EARLIEST)")
+            );
+        }
+        self.hide_published()?;
+        let schema = batches
+            .first()
+            .map(|b| b.schema())
+            .ok_or_else(|| self.error("nothing to write"))?;
+        let staged = self.stage(&schema, batches, epoch, None).await?;
+        self.commit(&staged.manifest, epoch, None, false).await
+    }
+
     async fn stage(
         &mut self,
         schema: &SchemaRef,
@@ -130,6 +154,22 @@ impl TableWriter for ParquetWriter {
 }
 
 impl ParquetWriter {
+    /// Hides every published file (before a replay's first commit).
+    fn hide_published(&self) -> Result<()> {
+        let entries = std::fs::read_dir(&self.config.path)
+            .map_err(|e| self.error(Error::io(&self.config.path, e)))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.error(Error::io(&self.config.path, e)))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !name.starts_with('.') && name.ends_with(".parquet") {
+                let hidden = self.config.path.join(format!(".{name}.replaced"));
+                std::fs::rename(entry.path(), &hidden)
+                    .map_err(|e| self.error(Error::io(&hidden, e)))?;
+            }
+        }
+        Ok(())
+    }
+
     fn error(&self, e: impl std::fmt::Display) -> Error {
         Error::Archive {
             owner: self.owner.clone(),

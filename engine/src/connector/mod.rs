@@ -15,6 +15,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use fibers_sql::{ARRIVAL_TIME_COLUMN, CreateStream, Options, StreamInfo};
 
+use crate::checkpoint::ReplayFrom;
 use crate::{Error, Result};
 use file::FileConfig;
 use kafka::{DeadLetterTable, KafkaConfig};
@@ -331,6 +332,38 @@ impl StreamDef {
                 self.open(batch_size).map(Some)
             }
         }
+    }
+
+    /// The stream read again from `from`, for a replay
+    /// (`ALTER ... RESTART`).
+    pub fn replaying(&self, from: ReplayFrom) -> Result<StreamDef> {
+        let mut def = self.clone();
+        let refuse = |what: &str| {
+            Err(Error::invalid(format!(
+                "stream '{}' ({} connector) cannot restart from {what}; it restarts FROM EARLIEST",
+                self.name,
+                self.connector_name()
+            )))
+        };
+        match (&mut def.connector, from) {
+            (ConnectorConfig::Kafka(c), from) => {
+                c.start = match from {
+                    ReplayFrom::Earliest => kafka::StartOffset::Earliest,
+                    ReplayFrom::Latest => kafka::StartOffset::Latest,
+                    ReplayFrom::Timestamp(ns) => {
+                        kafka::StartOffset::Timestamp(ns.div_euclid(1_000_000))
+                    }
+                };
+            }
+            // A generator makes the same events again from its start.
+            (ConnectorConfig::Stocks(_), ReplayFrom::Earliest) => {}
+            // A live feed has no past: it goes on with what it makes next.
+            (ConnectorConfig::Stocks(c), ReplayFrom::Latest) if c.live_start => {}
+            (ConnectorConfig::File(_), ReplayFrom::Earliest) => {}
+            (_, ReplayFrom::Latest) => return refuse("LATEST"),
+            (_, ReplayFrom::Timestamp(_)) => return refuse("a TIMESTAMP"),
+        }
+        Ok(def)
     }
 
     /// How long a partition may deliver nothing before it stops holding
