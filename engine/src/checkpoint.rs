@@ -201,8 +201,20 @@ pub(crate) fn open_store(
     {
         std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
     }
-    let (store, prefix) = object_store::parse_url(&url)
-        .map_err(|e| Error::invalid(format!("cannot open checkpoint store '{url}': {e}")))?;
+    let cannot = |e: &dyn std::fmt::Display| {
+        Error::invalid(format!("cannot open checkpoint store '{url}': {e}"))
+    };
+    if matches!(url.scheme(), "s3" | "s3a") {
+        // Credentials, region and endpoint come from the usual AWS_*
+        // environment variables.
+        let store = object_store::aws::AmazonS3Builder::from_env()
+            .with_url(url.as_str())
+            .build()
+            .map_err(|e| cannot(&e))?;
+        let prefix = StorePath::from_url_path(url.path()).map_err(|e| cannot(&e))?;
+        return Ok((Arc::new(store), prefix, url.to_string()));
+    }
+    let (store, prefix) = object_store::parse_url(&url).map_err(|e| cannot(&e))?;
     Ok((Arc::from(store), prefix, url.to_string()))
 }
 
@@ -529,6 +541,56 @@ mod tests {
         store.put(3, MANIFEST, b"{not json".to_vec()).await.unwrap();
         let e = store.latest().await.unwrap_err().to_string();
         assert!(e.contains("checkpoint 3 is damaged"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn stores_open_from_urls_and_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, root, url) = open_store(&CheckpointConfig::default(), dir.path()).unwrap();
+        assert!(
+            url.starts_with("file://") && url.ends_with("/checkpoints/"),
+            "{url}"
+        );
+        let checkpoints = CheckpointStore::new(store, &root, &url, "v");
+        checkpoints.put(1, "state.arrow", vec![1]).await.unwrap();
+        checkpoints.commit(&manifest(1)).await.unwrap();
+        assert!(
+            dir.path()
+                .join("checkpoints/v/00000000000000000001/manifest.json")
+                .is_file()
+        );
+
+        let elsewhere = dir.path().join("elsewhere");
+        let config = CheckpointConfig {
+            url: Some(format!("file://{}", elsewhere.display())),
+            ..CheckpointConfig::default()
+        };
+        let (store, root, url) = open_store(&config, dir.path()).unwrap();
+        CheckpointStore::new(store, &root, &url, "v")
+            .commit(&manifest(2))
+            .await
+            .unwrap();
+        assert!(
+            elsewhere
+                .join("v/00000000000000000002/manifest.json")
+                .is_file()
+        );
+
+        let config = CheckpointConfig {
+            url: Some("s3://bucket/checkpoints".into()),
+            ..CheckpointConfig::default()
+        };
+        let (_, root, _) = open_store(&config, dir.path()).unwrap();
+        assert_eq!(root.as_ref(), "checkpoints");
+
+        for bad in ["not a url", "nosuch://x/y"] {
+            let config = CheckpointConfig {
+                url: Some(bad.into()),
+                ..CheckpointConfig::default()
+            };
+            let e = open_store(&config, dir.path()).unwrap_err().to_string();
+            assert!(e.contains(bad), "{e}");
+        }
     }
 
     #[test]
