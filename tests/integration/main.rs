@@ -1,5 +1,6 @@
 //! Integration tests, compiled into one binary.
 
+mod checkpoint;
 mod common;
 mod fake_flight;
 mod flight;
