@@ -545,15 +545,22 @@ async fn checkpoint(
     let began = Instant::now();
     let epoch = epochs.next;
     let store = epochs.store.as_ref();
+    let position = match (store, barrier.position) {
+        (Some(_), Some(position)) => Some(position),
+        // The source has no position yet (a Kafka stream before the
+        // brokers answered): it has returned nothing since the last
+        // checkpoint, so there is nothing to checkpoint either.
+        (Some(_), None) => {
+            tracing::debug!(
+                "job '{}': no source position yet; checkpoint skipped",
+                spec.name
+            );
+            return Ok(());
+        }
+        (None, _) => None,
+    };
     let staged = archive.stage(epoch, store).await?;
-    if let Some(store) = store {
-        let Some(position) = barrier.position else {
-            return Err(Error::invalid(format!(
-                "stream '{}' cannot resume from a position, so job '{}' cannot take \
-                 checkpoints; set checkpoint_interval = 'off' in its WITH",
-                spec.stream.name, spec.name
-            )));
-        };
+    if let (Some(store), Some(position)) = (store, position) {
         let mut size = staged.bytes;
         let state_file = match state_schema {
             Some(schema) if !state.batches.is_empty() => {

@@ -642,3 +642,72 @@ fn an_unbounded_job_survives_a_broker_restart_without_loss_or_duplicates() {
     fibers.wait().expect("reap fibers");
     assert_vwap_equals(&read_table("delta", &archive), &expected);
 }
+
+#[test]
+fn a_view_restarted_from_a_time_rewrites_the_windows_it_replays_exactly() {
+    let Some(brokers) = test_brokers() else {
+        return;
+    };
+    let trades = Trades::produce(&brokers, "kafka_restart", "json", 23, 0, None);
+    let dir = tempfile::tempdir().unwrap();
+    let sql = trades.stream_sql(", end = 'latest'") + &vwap_view_sql("");
+    assert_ok(&fibers_run_within(dir.path(), &sql, &[], BOUNDED_RUN));
+    let expected = trades.expected_vwap();
+    assert_vwap_equals(
+        &read_table("delta", &dir.path().join("data/vwap")),
+        &expected,
+    );
+    let log = dir.path().join("data/vwap/_delta_log");
+    let commits_before = std::fs::read_dir(&log).unwrap().count();
+
+    // Trades span 00:00:05 to about 00:05:05; message timestamps are event
+    // times, so the replay reads every trade from 00:02:00 on (and some just
+    // before it, whose windows are not emitted again).
+    let output = fibers_run_within(
+        dir.path(),
+        "ALTER MATERIALIZED VIEW vwap RESTART FROM TIMESTAMP '2024-01-01T00:02:00Z';",
+        &[],
+        BOUNDED_RUN,
+    );
+    assert_ok(&output);
+    assert_vwap_equals(
+        &read_table("delta", &dir.path().join("data/vwap")),
+        &expected,
+    );
+
+    // The replay's commits replaced the windows from 00:02:00 on.
+    let mut replaced = 0;
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.contains("\"Overwrite\"") && text.contains("window_start") {
+                replaced += 1;
+                assert!(
+                    text.contains("\"remove\""),
+                    "a replacing commit removes old rows: {text}"
+                );
+                assert!(
+                    text.contains("datafibers/vwap"),
+                    "it carries the app transaction: {text}"
+                );
+            }
+        }
+    }
+    assert!(replaced >= 1, "no replacing commit in {}", log.display());
+    assert!(std::fs::read_dir(&log).unwrap().count() > commits_before);
+
+    // A file or generator cannot seek to a time; the refusal leaves the view be.
+    let output = fibers_run_within(
+        dir.path(),
+        "ALTER MATERIALIZED VIEW vwap RESTART FROM TIMESTAMP 'noon';",
+        &[],
+        BOUNDED_RUN,
+    );
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("invalid RESTART time 'noon'"),
+        "{}",
+        stderr(&output)
+    );
+}
