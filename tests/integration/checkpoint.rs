@@ -114,3 +114,63 @@ async fn a_stopped_job_resumes_from_its_last_checkpoint_without_gaps_or_duplicat
         );
     }
 }
+
+/// The `SHOW JOBS` status and error of the only job.
+async fn job_status(engine: &Engine) -> (String, String) {
+    let mut results = engine.execute_script("SHOW JOBS").await.unwrap();
+    let Some(StatementResult::Rows { schema, batches }) = results.pop() else {
+        panic!("SHOW JOBS returned no rows");
+    };
+    let text = |name: &str| {
+        batches[0]
+            .column(schema.index_of(name).unwrap())
+            .as_string::<i32>()
+            .value(0)
+            .to_string()
+    };
+    (text("status"), text("error"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zombie_instance_cannot_commit_once_another_has_moved_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("shared_table");
+    let script = format!(
+        "CREATE STREAM live WITH (connector = 'stocks', rate = '1000', symbols = '2');
+         CREATE MATERIALIZED VIEW per_second WITH (path = '{}') AS
+           SELECT symbol, window_start, window_end, count(*) AS trades
+           FROM TUMBLE(live, ts, INTERVAL '1' SECOND)
+           GROUP BY symbol, window_start, window_end;",
+        table.display()
+    );
+    // Two data dirs (two catalogs, two sets of checkpoints), one table: the
+    // same job running twice, as after a failover that left the old
+    // process alive.
+    let old = Engine::open(config(&dir.path().join("old"))).await.unwrap();
+    old.execute_script(&script).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let new = Engine::open(config(&dir.path().join("new"))).await.unwrap();
+    new.execute_script(&script).await.unwrap();
+
+    // The new instance numbers its epochs after those in the table and
+    // commits; the old one's next commit finds a newer epoch there.
+    let mut status = (String::new(), String::new());
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = job_status(&old).await;
+        if status.0 != "running" {
+            break;
+        }
+    }
+    let new_status = job_status(&new).await;
+    old.shutdown().await;
+    new.shutdown().await;
+    assert_eq!(status.0, "failed", "the zombie stopped: {status:?}");
+    assert!(
+        status
+            .1
+            .contains("another instance of the job has moved on"),
+        "{status:?}"
+    );
+    assert_eq!(new_status.0, "running", "{new_status:?}");
+}
