@@ -92,6 +92,19 @@ pub(crate) struct Manifest {
     /// A replay (`ALTER ... RESTART`) still rewriting the archive.
     #[serde(default)]
     pub replay: Option<Replay>,
+    /// The job's counters as of the barrier, so `SHOW JOBS` counts each
+    /// row once across recoveries.
+    #[serde(default)]
+    pub counters: Counters,
+}
+
+/// Rows read, written, late and malformed, as of a barrier.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Counters {
+    pub input_rows: u64,
+    pub output_rows: u64,
+    pub late_rows: u64,
+    pub bad_rows: u64,
 }
 
 /// A replay asked for by `ALTER MATERIALIZED VIEW | SINK ... RESTART`.
@@ -474,6 +487,7 @@ mod tests {
             operator: OperatorManifest::default(),
             sink: serde_json::Value::Null,
             replay: None,
+            counters: Counters::default(),
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::archive::{Archive, ArchiveConfig};
 use crate::checkpoint::{
-    CheckpointStore, Manifest, OperatorManifest, OperatorState, Replay, WatermarkState,
+    CheckpointStore, Counters, Manifest, OperatorManifest, OperatorState, Replay, WatermarkState,
 };
 use crate::connector::{Poll, Source, StreamDef};
 use crate::operator;
@@ -197,6 +197,9 @@ enum SourceMessage {
 struct Barrier {
     position: Option<serde_json::Value>,
     watermarks: WatermarkState,
+    /// The source side's counters at the barrier (output rows are the
+    /// job's).
+    counters: Counters,
     /// Milliseconds since the Unix epoch when it was taken.
     at_ms: i64,
 }
@@ -352,6 +355,17 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         })
         .await?;
     source.seek(&manifest.source)?;
+    let counters = manifest.counters;
+    metrics
+        .input_rows
+        .store(counters.input_rows, Ordering::Relaxed);
+    metrics
+        .output_rows
+        .store(counters.output_rows, Ordering::Relaxed);
+    metrics
+        .late_rows
+        .store(counters.late_rows, Ordering::Relaxed);
+    metrics.bad_rows.store(counters.bad_rows, Ordering::Relaxed);
     // The checkpoint is complete, so its epoch's rows are to be committed;
     // a crash may have come first.
     spec.feed
@@ -444,6 +458,7 @@ async fn run_job(
         metrics: Arc::clone(metrics),
         stop: Arc::clone(stop),
         barrier_wanted: Arc::clone(&barrier_wanted),
+        bad_rows_before: metrics.bad_rows.load(Ordering::Relaxed),
         tx,
     };
     let source_thread = tokio::task::spawn_blocking(move || reader.run());
@@ -590,6 +605,10 @@ async fn checkpoint(
                 rewrite: archive.rewrite(),
                 ..r.clone()
             }),
+            counters: Counters {
+                output_rows: metrics.output_rows.load(Ordering::Relaxed),
+                ..barrier.counters
+            },
         };
         manifest.duration_ms = began.elapsed().as_millis() as u64;
         store.commit(&manifest).await?;
@@ -643,6 +662,8 @@ struct SourceReader {
     stop: Arc<StopSignal>,
     /// Set by the job when it wants a barrier.
     barrier_wanted: Arc<AtomicBool>,
+    /// Malformed records counted by the runs before this one.
+    bad_rows_before: u64,
     tx: mpsc::Sender<Result<SourceMessage>>,
 }
 
@@ -666,9 +687,16 @@ impl SourceReader {
     /// Sends a barrier at the source's current position.
     fn barrier(&mut self) -> bool {
         self.barrier_wanted.store(false, Ordering::SeqCst);
+        let m = &self.metrics;
         self.send(SourceMessage::Barrier(Barrier {
             position: self.source.position(),
             watermarks: self.tracker.snapshot(),
+            counters: Counters {
+                input_rows: m.input_rows.load(Ordering::Relaxed),
+                output_rows: 0,
+                late_rows: m.late_rows.load(Ordering::Relaxed),
+                bad_rows: m.bad_rows.load(Ordering::Relaxed),
+            },
             at_ms: chrono::Utc::now().timestamp_millis(),
         }))
     }
@@ -689,9 +717,10 @@ impl SourceReader {
                 return Ok(());
             }
             let polled = self.source.poll();
-            self.metrics
-                .bad_rows
-                .store(self.source.bad_rows(), Ordering::Relaxed);
+            self.metrics.bad_rows.store(
+                self.bad_rows_before + self.source.bad_rows(),
+                Ordering::Relaxed,
+            );
             self.metrics.set_health(self.source.health());
             let now = Instant::now();
             let partitions = self.source.partitions();

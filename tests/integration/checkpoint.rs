@@ -28,8 +28,9 @@ fn config(dir: &std::path::Path) -> EngineConfig {
     config
 }
 
-/// The `SHOW JOBS` row of `per_second`: (checkpoint_epoch, recovered_from).
-async fn checkpoint_columns(engine: &Engine) -> (Option<u64>, Option<u64>) {
+/// The `SHOW JOBS` row of `per_second`: (checkpoint_epoch, recovered_from,
+/// input_rows).
+async fn checkpoint_columns(engine: &Engine) -> (Option<u64>, Option<u64>, u64) {
     let mut results = engine.execute_script("SHOW JOBS").await.unwrap();
     let Some(StatementResult::Rows { schema, batches }) = results.pop() else {
         panic!("SHOW JOBS returned no rows");
@@ -41,7 +42,11 @@ async fn checkpoint_columns(engine: &Engine) -> (Option<u64>, Option<u64>) {
             .as_primitive::<UInt64Type>();
         (!values.is_null(0)).then(|| values.value(0))
     };
-    (column("checkpoint_epoch"), column("recovered_from"))
+    (
+        column("checkpoint_epoch"),
+        column("recovered_from"),
+        column("input_rows").unwrap_or(0),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,7 +55,7 @@ async fn a_stopped_job_resumes_from_its_last_checkpoint_without_gaps_or_duplicat
     let engine = Engine::open(config(dir.path())).await.unwrap();
     engine.execute_script(SCRIPT).await.unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (epoch, recovered) = checkpoint_columns(&engine).await;
+    let (epoch, recovered, input_before) = checkpoint_columns(&engine).await;
     engine.shutdown().await;
     drop(engine);
     assert!(
@@ -71,19 +76,24 @@ async fn a_stopped_job_resumes_from_its_last_checkpoint_without_gaps_or_duplicat
 
     // Re-opening the data dir resumes the job from the final checkpoint.
     let engine = Engine::open(config(dir.path())).await.unwrap();
-    let mut recovered = None;
+    let (mut recovered, mut input_at_recovery) = (None, 0);
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        recovered = checkpoint_columns(&engine).await.1;
+        (_, recovered, input_at_recovery) = checkpoint_columns(&engine).await;
         if recovered.is_some() {
             break;
         }
     }
     tokio::time::sleep(Duration::from_millis(2000)).await;
-    let (epoch_after, _) = checkpoint_columns(&engine).await;
+    let (epoch_after, _, _) = checkpoint_columns(&engine).await;
     engine.shutdown().await;
     drop(engine);
     let recovered = recovered.expect("SHOW JOBS reports the recovery");
+    // Counters come back with the checkpoint: rows are counted once.
+    assert!(
+        input_at_recovery >= input_before,
+        "input_rows went back from {input_before} to {input_at_recovery}"
+    );
     assert!(
         epoch_after.is_some_and(|e| e > recovered),
         "epochs go on after {recovered}: {epoch_after:?}"
