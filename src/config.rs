@@ -417,6 +417,45 @@ mod tests {
     }
 
     #[test]
+    fn checkpoint_settings_come_from_flags_over_the_file() {
+        let env = Env::new(&[("ALICE_PW", "x")]);
+        let file = format!(
+            "{FILE}\n[checkpoint]\ninterval = \"2s\"\nurl = \"file:///cp\"\nretained = 5\n"
+        );
+        let from_file = settings(&["--config", "x"], Some(&file), &env).unwrap();
+        assert_eq!(from_file.checkpoints.interval, Some(Duration::from_secs(2)));
+        assert_eq!(from_file.checkpoints.url.as_deref(), Some("file:///cp"));
+        assert_eq!(from_file.checkpoints.retained, 5);
+        let flagged = settings(
+            &[
+                "--checkpoint-interval",
+                "off",
+                "--checkpoints-retained",
+                "1",
+            ],
+            Some(&file),
+            &env,
+        )
+        .unwrap();
+        assert_eq!(flagged.checkpoints.interval, None);
+        assert_eq!(flagged.checkpoints.retained, 1);
+        assert_eq!(flagged.checkpoints.url.as_deref(), Some("file:///cp"));
+        let defaults = settings(&[], None, &Env::new(&[])).unwrap().checkpoints;
+        assert_eq!(defaults.interval, Some(Duration::from_secs(10)));
+        assert_eq!((defaults.url, defaults.retained), (None, 3));
+
+        let bad = format!("{FILE}\n[checkpoint]\ninterval = \"often\"\n");
+        let e = error(&["--config", "x"], Some(&bad), &env);
+        assert!(
+            e.contains("[checkpoint] interval") && e.contains("'often'"),
+            "{e}"
+        );
+        let bad = format!("{FILE}\n[checkpoint]\nretained = 0\n");
+        let e = error(&["--config", "x"], Some(&bad), &env);
+        assert!(e.contains("must be at least 1"), "{e}");
+    }
+
+    #[test]
     fn the_password_comes_from_the_environment_or_the_file() {
         // FIBERS_PASSWORD wins over the file and makes its variable unneeded.
         let env = Env::new(&[(PASSWORD_ENV, "pw")]);

@@ -54,11 +54,12 @@ struct CheckpointArgs {
         long = "checkpoint-interval",
         value_name = "DURATION",
         env = "FIBERS_CHECKPOINT_INTERVAL",
-        value_parser = fibers_engine::checkpoint::parse_interval
+        value_parser = parse_checkpoint_interval
     )]
-    interval: Option<Option<Duration>>,
-    /// Where checkpoints are stored: a URL such as file:///var/fibers/cp
-    /// or memory:// [default: the data dir's `checkpoints` directory]
+    interval: Option<CheckpointInterval>,
+    /// Where checkpoints are stored: a URL such as file:///var/fibers/cp or
+    /// s3://bucket/prefix (credentials from the AWS_* variables) [default:
+    /// the data dir's `checkpoints` directory]
     #[arg(
         long = "checkpoint-url",
         value_name = "URL",
@@ -71,11 +72,19 @@ struct CheckpointArgs {
     retained: Option<u32>,
 }
 
+/// A checkpoint interval; `None` when checkpoints are off.
+#[derive(Debug, Clone, Copy)]
+struct CheckpointInterval(Option<Duration>);
+
+fn parse_checkpoint_interval(value: &str) -> Result<CheckpointInterval, String> {
+    fibers_engine::checkpoint::parse_interval(value).map(CheckpointInterval)
+}
+
 impl CheckpointArgs {
     /// The engine's settings: these flags over `fallback` (a config file's).
     fn resolve(self, fallback: fibers_engine::CheckpointConfig) -> fibers_engine::CheckpointConfig {
         fibers_engine::CheckpointConfig {
-            interval: self.interval.unwrap_or(fallback.interval),
+            interval: self.interval.map_or(fallback.interval, |i| i.0),
             url: self.url.or(fallback.url),
             retained: self.retained.map_or(fallback.retained, |n| n as usize),
         }
