@@ -396,9 +396,13 @@ impl TableWriter for KafkaWriter {
                 self.config.topic.clone(),
                 self.config.properties.clone(),
             );
-            ends = tokio::task::spawn_blocking(move || end_offsets(&brokers, &topic, &properties))
-                .await
-                .map_err(|e| Error::invalid(format!("reading Kafka offsets failed: {e}")))??;
+            ends = tokio::task::spawn_blocking(move || {
+                with_retries(&format!("topic '{topic}': reading its end offsets"), || {
+                    end_offsets(&brokers, &topic, &properties)
+                })
+            })
+            .await
+            .map_err(|e| Error::invalid(format!("reading Kafka offsets failed: {e}")))??;
         }
         self.staged = Some((epoch, batches));
         let manifest = serde_json::to_value(StagedRows { file, rows, ends })
@@ -426,25 +430,70 @@ impl TableWriter for KafkaWriter {
                 None => return Err(Error::invalid("no staged rows to commit")),
             },
         };
-        let present = if recovering {
-            let (config, job) = (self.config.clone(), self.owner.clone());
-            let ends = staged.ends.clone();
-            tokio::task::spawn_blocking(move || produced_rows(&config, &job, epoch, &ends))
+        let mut recovering = recovering;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let present = if recovering {
+                let (config, job) = (self.config.clone(), self.owner.clone());
+                let ends = staged.ends.clone();
+                tokio::task::spawn_blocking(move || {
+                    with_retries(&format!("topic '{}': reading back", config.topic), || {
+                        produced_rows(&config, &job, epoch, &ends)
+                    })
+                })
                 .await
                 .map_err(|e| Error::invalid(format!("reading Kafka failed: {e}")))??
-        } else {
-            HashSet::new()
-        };
-        if present.len() as u64 >= staged.rows {
-            return Ok(());
+            } else {
+                HashSet::new()
+            };
+            if present.len() as u64 >= staged.rows {
+                return Ok(());
+            }
+            let tag = EpochTag {
+                job: self.owner.clone(),
+                epoch,
+                present,
+            };
+            let rows = batches.clone();
+            match self
+                .blocking(move |p| p.publish_tagged(&rows, Some(&tag)).map(|_| ()))
+                .await
+            {
+                Ok(()) => return Ok(()),
+                // Some rows may have landed: try again as a recovery does,
+                // producing only those the topic does not hold.
+                Err(e)
+                    if started.elapsed() + backoff < DELIVERY_TIMEOUT
+                        && !staged.ends.is_empty() =>
+                {
+                    tracing::warn!("sink '{}': epoch {epoch}: {e}; retrying", self.owner);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    recovering = true;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let tag = EpochTag {
-            job: self.owner.clone(),
-            epoch,
-            present,
-        };
-        self.blocking(move |p| p.publish_tagged(&batches, Some(&tag)).map(|_| ()))
-            .await
+    }
+}
+
+/// Runs `attempt` until it succeeds or [`DELIVERY_TIMEOUT`] has passed,
+/// backing off between attempts: brokers briefly unreachable or slow delay
+/// a checkpoint rather than fail the job.
+fn with_retries<T>(what: &str, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+    let started = Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match attempt() {
+            Ok(value) => return Ok(value),
+            Err(e) if started.elapsed() + backoff < DELIVERY_TIMEOUT => {
+                tracing::warn!("{what}: {e}; retrying");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 
