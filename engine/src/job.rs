@@ -466,8 +466,12 @@ async fn run_job(
     let interval = spec.checkpoints.interval;
     let max_rows = spec.archive.commit.max_rows;
     let mut committed = committed;
+    // Barriers are due an interval after the previous one was asked for
+    // (not after it completed), checked a few times per interval.
     let mut last_barrier = Instant::now();
-    let mut ticker = tokio::time::interval(interval.min(Duration::from_secs(1)));
+    let mut ticker = tokio::time::interval(
+        (interval / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+    );
     let outcome: std::result::Result<JobState, Error> = async {
         let mut stopping = false;
         loop {
@@ -487,7 +491,6 @@ async fn run_job(
                                 &spec, metrics, &mut epochs, state, &mut archive,
                                 barrier, emitted_watermark, &mut committed,
                             ).await?;
-                            last_barrier = Instant::now();
                             continue;
                         }
                         Some(Ok(SourceMessage::End)) => return Ok(JobState::Finished),
@@ -512,13 +515,16 @@ async fn run_job(
                         archive.buffer(&batch)?;
                         spec.feed.publish(&batch)?;
                     }
-                    if archive.buffered_rows() >= max_rows {
-                        barrier_wanted.store(true, Ordering::SeqCst);
+                    if archive.buffered_rows() >= max_rows
+                        && !barrier_wanted.swap(true, Ordering::SeqCst)
+                    {
+                        last_barrier = Instant::now();
                     }
                 }
                 _ = ticker.tick() => {
                     if last_barrier.elapsed() >= interval {
                         barrier_wanted.store(true, Ordering::SeqCst);
+                        last_barrier = Instant::now();
                     }
                 }
                 // The source thread sends its last barrier and ends; the
