@@ -2,6 +2,7 @@
 
 mod checkpoint;
 mod common;
+mod crash;
 mod fake_flight;
 mod flight;
 mod flight_auth;
