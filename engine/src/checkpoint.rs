@@ -227,6 +227,17 @@ pub(crate) fn open_store(
         let prefix = StorePath::from_url_path(url.path()).map_err(|e| cannot(&e))?;
         return Ok((Arc::new(store), prefix, url.to_string()));
     }
+    if url.scheme() == "file" {
+        // Deleting an old checkpoint must remove its directory too, or every
+        // epoch ever taken stays listed and each clean-up walks them all.
+        let path = url
+            .to_file_path()
+            .map_err(|()| cannot(&"not a local path"))?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(&path)
+            .map_err(|e| cannot(&e))?
+            .with_automatic_cleanup(true);
+        return Ok((Arc::new(store), StorePath::default(), url.to_string()));
+    }
     let (store, prefix) = object_store::parse_url(&url).map_err(|e| cannot(&e))?;
     Ok((Arc::from(store), prefix, url.to_string()))
 }
@@ -573,6 +584,19 @@ mod tests {
                 .join("checkpoints/v/00000000000000000001/manifest.json")
                 .is_file()
         );
+
+        // Deleted checkpoints take their directories with them.
+        for epoch in 2..=5 {
+            checkpoints.commit(&manifest(epoch)).await.unwrap();
+        }
+        checkpoints.clean(5, 2).await.unwrap();
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("checkpoints/v"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert_eq!(left, ["00000000000000000004", "00000000000000000005"]);
 
         let elsewhere = dir.path().join("elsewhere");
         let config = CheckpointConfig {

@@ -735,6 +735,12 @@ impl SourceReader {
                     self.tracker.add_partition(p, now);
                 }
             }
+            // A partition the source is behind on (a broker serving
+            // partitions one after another, say) is not idle: letting the
+            // watermark pass it would drop its rows as late.
+            for p in self.source.backlogged() {
+                self.tracker.keep_active(p, now);
+            }
             match polled? {
                 Poll::Batch(partition, batch) => {
                     self.metrics

@@ -229,6 +229,14 @@ impl PartitionWatermarks {
             .is_some_and(|timeout| now.saturating_duration_since(state.last_active) >= timeout)
     }
 
+    /// Counts `partition` as active at `now`: its source still has records
+    /// of it to return, so it is behind rather than idle.
+    pub fn keep_active(&mut self, partition: u32, now: Instant) {
+        if let Some(state) = self.partitions.get_mut(&partition) {
+            state.last_active = now;
+        }
+    }
+
     /// Drops the late rows of a batch from `partition` and advances its
     /// watermark.
     pub fn observe(
@@ -329,6 +337,37 @@ mod tests {
             .as_primitive::<arrow::datatypes::Int64Type>()
             .values()
             .to_vec()
+    }
+
+    #[test]
+    fn a_partition_kept_active_holds_the_watermark_back_past_the_idle_timeout() {
+        let start = Instant::now();
+        let later = start + Duration::from_secs(60);
+        for behind in [false, true] {
+            let mut w = PartitionWatermarks::new(0, 10, Some(Duration::from_secs(30)));
+            w.observe(0, batch(&[Some(1_000)]), start).unwrap();
+            w.observe(1, batch(&[Some(100)]), start).unwrap();
+            assert_eq!(w.advance(start), Some(90));
+            // Partition 0 delivers on; partition 1 delivers nothing for a
+            // minute, but its source may still have records of it to return.
+            if behind {
+                w.keep_active(1, later);
+            }
+            w.observe(0, batch(&[Some(2_000)]), later).unwrap();
+            let watermark = w.advance(later);
+            if behind {
+                assert_eq!(watermark, None, "held back by the partition behind");
+                // Its rows are then on time.
+                let kept = w.observe(1, batch(&[Some(150)]), later).unwrap();
+                assert_eq!(kept.late, 0);
+            } else {
+                assert_eq!(
+                    watermark,
+                    Some(1_990),
+                    "an idle partition no longer holds it"
+                );
+            }
+        }
     }
 
     #[test]

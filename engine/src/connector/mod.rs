@@ -58,6 +58,12 @@ pub(crate) trait Source: Send {
         None
     }
 
+    /// Partitions with records the source knows of but has not returned
+    /// yet: behind, not idle, so they keep holding the watermark back.
+    fn backlogged(&mut self) -> Vec<u32> {
+        Vec::new()
+    }
+
     /// Where the source stands just after the rows it has returned, for a
     /// checkpoint: reading on from there yields exactly the rows not yet
     /// returned. `None` when the source cannot be resumed.

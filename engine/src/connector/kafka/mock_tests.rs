@@ -539,6 +539,35 @@ fn no_message_is_lost_when_batches_are_cut() {
 }
 
 #[test]
+fn partitions_with_unread_records_are_backlogged() {
+    let cluster = cluster("behind", 3);
+    let brokers = cluster.bootstrap_servers();
+    let messages: Vec<(i32, String)> = (0..60)
+        .map(|i| (i % 3, format!("{{\"id\": {i}}}")))
+        .collect();
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "behind", &refs);
+    let config = config(&brokers, "behind", BadData::Fail);
+    let mut source = KafkaSource::new("s", &config, schema(), 4, None)
+        .expect("source")
+        .without_linger();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "no rows");
+        if let Poll::Batch(..) = source.poll().expect("poll") {
+            break;
+        }
+    }
+    assert_eq!(
+        source.backlogged(),
+        [0, 1, 2],
+        "20 records each, 4 returned at most"
+    );
+    read_all(&mut source).expect("rows");
+    assert!(source.backlogged().is_empty());
+}
+
+#[test]
 fn a_source_resumed_from_its_position_reads_each_record_once() {
     let cluster = cluster("resume", 3);
     let brokers = cluster.bootstrap_servers();

@@ -32,6 +32,10 @@ const LINGER: Duration = Duration::from_millis(50);
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
 /// How often processed offsets are committed to the `group`, if any.
 const GROUP_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often an unbounded read looks up its partitions' high watermarks,
+/// and how long it waits for them.
+const HIGHS_INTERVAL: Duration = Duration::from_secs(5);
+const HIGHS_TIMEOUT: Duration = Duration::from_secs(1);
 /// Bounds of the wait between attempts to reach unreachable brokers.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -88,6 +92,10 @@ pub(crate) struct KafkaSource {
     /// Offsets a checkpoint resumes from, applied when partitions are
     /// assigned.
     resume: Option<BTreeMap<i32, i64>>,
+    /// High watermarks of an unbounded read, looked up every
+    /// [`HIGHS_INTERVAL`]: a partition below its own is behind, not idle.
+    highs: BTreeMap<i32, i64>,
+    last_highs: Instant,
     /// An error to report once the rows decoded before it are delivered.
     failure: Option<Error>,
     dead_letters: Option<DeadLetterTable>,
@@ -138,6 +146,8 @@ impl KafkaSource {
             ready: VecDeque::new(),
             delivered: BTreeMap::new(),
             resume: None,
+            highs: BTreeMap::new(),
+            last_highs: now,
             failure: None,
             dead_letters,
             bad_rows: 0,
@@ -653,6 +663,48 @@ impl Source for KafkaSource {
 
     fn health(&self) -> Option<String> {
         self.health.clone()
+    }
+
+    fn backlogged(&mut self) -> Vec<u32> {
+        // A bounded read knows its ends; an unbounded one asks the brokers
+        // for the partitions' high watermarks now and then.
+        if self.end_offsets.is_none()
+            && self.connected
+            && self.last_highs.elapsed() >= HIGHS_INTERVAL
+        {
+            self.last_highs = Instant::now();
+            for &p in &self.partitions {
+                let partition = p as i32;
+                if let Ok((_, high)) =
+                    self.consumer
+                        .fetch_watermarks(&self.config.topic, partition, HIGHS_TIMEOUT)
+                {
+                    self.highs.insert(partition, high);
+                }
+            }
+            // Transaction markers take offsets no record has: the
+            // consumer knows it is past them.
+            if let Ok(positions) = self.consumer.position() {
+                for element in positions.elements() {
+                    if let Offset::Offset(o) = element.offset() {
+                        let at = self.positions.entry(element.partition()).or_insert(o);
+                        *at = (*at).max(o);
+                    }
+                }
+            }
+        }
+        let ends = self.end_offsets.as_ref().unwrap_or(&self.highs);
+        // Read positions, not delivered ones: records read and skipped
+        // (tombstones) leave nothing behind.
+        self.partitions
+            .iter()
+            .copied()
+            .filter(|&p| {
+                let partition = p as i32;
+                let next = self.positions.get(&partition).copied().unwrap_or(0);
+                ends.get(&partition).is_some_and(|&end| next < end)
+            })
+            .collect()
     }
 
     fn position(&self) -> Option<serde_json::Value> {
