@@ -447,6 +447,51 @@ impl CheckpointStore {
     }
 }
 
+/// Rows a sink stages for an epoch by keeping them: in the checkpoint (as
+/// Arrow IPC, so a recovery can commit them) and in memory (so the commit
+/// that follows needs no read back).
+#[derive(Debug, Default)]
+pub(crate) struct KeptRows {
+    kept: Option<(u64, Vec<RecordBatch>)>,
+}
+
+impl KeptRows {
+    /// Keeps `batches` as file `name` of checkpoint `epoch` (if there is a
+    /// checkpoint); returns the bytes written.
+    pub async fn keep(
+        &mut self,
+        store: Option<&CheckpointStore>,
+        epoch: u64,
+        name: &str,
+        schema: &SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<u64> {
+        let bytes = match store {
+            Some(store) => store.put_batches(epoch, name, schema, &batches).await?,
+            None => 0,
+        };
+        self.kept = Some((epoch, batches));
+        Ok(bytes)
+    }
+
+    /// The rows kept for `epoch`: from memory, else (a recovery) from the
+    /// checkpoint.
+    pub async fn take(
+        &mut self,
+        store: Option<&CheckpointStore>,
+        epoch: u64,
+        name: &str,
+    ) -> Result<Vec<RecordBatch>> {
+        match (self.kept.take(), store) {
+            (Some((kept, batches)), _) if kept == epoch => Ok(batches),
+            (_, Some(store)) => store.get_batches(epoch, name).await,
+            (_, None) => Err(Error::invalid(format!(
+                "the staged rows of epoch {epoch} are gone (no checkpoint keeps them)"
+            ))),
+        }
+    }
+}
+
 /// Batches as an Arrow IPC file.
 pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<Vec<u8>> {
     let mut writer = FileWriter::try_new(Vec::new(), schema)?;

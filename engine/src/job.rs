@@ -486,7 +486,12 @@ async fn run_job(
                             out
                         }
                         Some(Ok(SourceMessage::Barrier(barrier))) => {
-                            let state = (operator.snapshot()?, operator.state_schema());
+                            // With checkpoints off a barrier only commits.
+                            let state = if epochs.store.is_some() {
+                                (operator.snapshot()?, operator.state_schema())
+                            } else {
+                                (OperatorState::default(), None)
+                            };
                             checkpoint(
                                 &spec, metrics, &mut epochs, state, &mut archive,
                                 barrier, emitted_watermark, &mut committed,

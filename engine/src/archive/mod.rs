@@ -16,7 +16,7 @@ use fibers_sql::Options;
 
 use arrow::array::AsArray;
 
-use crate::checkpoint::{CheckpointStore, Rewrite};
+use crate::checkpoint::{CheckpointStore, KeptRows, Rewrite};
 use crate::connector::kafka::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 use crate::{Error, Result};
 
@@ -185,7 +185,7 @@ impl ArchiveConfig {
             pending: Pending::new(archive_schema(schema)),
             writer,
             rewrite: None,
-            replacing: None,
+            replacing: KeptRows::default(),
         })
     }
 
@@ -301,9 +301,8 @@ pub(crate) struct Archive {
     writer: Box<dyn TableWriter>,
     /// The rewrite of a replay, while it lasts.
     rewrite: Option<Rewrite>,
-    /// Rows staged for a replacing commit, kept so its commit needs no
-    /// read back.
-    replacing: Option<(u64, Vec<RecordBatch>)>,
+    /// Rows staged for a replacing commit.
+    replacing: KeptRows,
 }
 
 impl Archive {
@@ -389,11 +388,10 @@ impl Archive {
             })
         };
         let file = format!("replace-{epoch}.arrow");
-        let bytes = match store {
-            Some(store) => store.put_batches(epoch, &file, &schema, &batches).await?,
-            None => 0,
-        };
-        self.replacing = Some((epoch, batches));
+        let bytes = self
+            .replacing
+            .keep(store, epoch, &file, &schema, batches)
+            .await?;
         let manifest = serde_json::json!({
             "replace": serde_json::to_value(StagedReplace { range, file })
                 .map_err(|e| Error::invalid(e.to_string()))?
@@ -416,13 +414,7 @@ impl Archive {
             let replace: StagedReplace = serde_json::from_value(replace.clone()).map_err(|e| {
                 Error::invalid(format!("the staged rows of epoch {epoch} are damaged: {e}"))
             })?;
-            let batches = match self.replacing.take() {
-                Some((e, batches)) if e == epoch => batches,
-                _ => match store {
-                    Some(store) => store.get_batches(epoch, &replace.file).await?,
-                    None => return Err(Error::invalid("no staged rows to commit")),
-                },
-            };
+            let batches = self.replacing.take(store, epoch, &replace.file).await?;
             return self
                 .writer
                 .replace(batches, &replace.range, epoch, recovering)
@@ -566,8 +558,9 @@ mod tests {
             .collect()
     }
 
-    async fn epoch(archive: &mut Archive, n: u64, values: &[i64]) -> Result<()> {
-        archive.buffer(&rows(values))?;
+    /// Buffers `batch`, stages it as epoch `n` and commits it.
+    async fn epoch(archive: &mut Archive, n: u64, batch: RecordBatch) -> Result<()> {
+        archive.buffer(&batch)?;
         let staged = archive.stage(n, None).await?;
         archive.commit(&staged.manifest, n, None, false).await
     }
@@ -581,12 +574,15 @@ mod tests {
         assert_eq!(live.last_epoch().await.unwrap(), None);
         // A second instance of the job opens the table while it is at epoch 1.
         let mut zombie = config.open("v", &schema()).await.unwrap();
-        epoch(&mut live, 1, &[1, 2]).await.unwrap();
-        epoch(&mut live, 2, &[3]).await.unwrap();
+        epoch(&mut live, 1, rows(&[1, 2])).await.unwrap();
+        epoch(&mut live, 2, rows(&[3])).await.unwrap();
         assert_eq!(live.last_epoch().await.unwrap(), Some(2));
 
         // The zombie's epoch 2 is refused, and nothing of it is visible.
-        let e = epoch(&mut zombie, 2, &[100]).await.unwrap_err().to_string();
+        let e = epoch(&mut zombie, 2, rows(&[100]))
+            .await
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("another instance of the job has moved on"),
             "{e}"
@@ -607,7 +603,7 @@ mod tests {
         // Another job's epochs are its own.
         let mut other = config.open("w", &schema()).await.unwrap();
         assert_eq!(other.last_epoch().await.unwrap(), None);
-        epoch(&mut other, 1, &[7]).await.unwrap();
+        epoch(&mut other, 1, rows(&[7])).await.unwrap();
         assert_eq!(read(&config).await, [1, 2, 3, 4, 5, 7]);
     }
 
@@ -668,17 +664,13 @@ mod tests {
         let config = config(dir.path(), ArchiveFormat::Delta);
         config.create("v", &window_schema()).await.unwrap();
         let mut old = config.open("v", &window_schema()).await.unwrap();
-        old.buffer(&windows(&[
-            (1, 10),
-            (2, 20),
-            (3, 30),
-            (4, 40),
-            (5, 50),
-            (6, 60),
-        ]))
+        epoch(
+            &mut old,
+            1,
+            windows(&[(1, 10), (2, 20), (3, 30), (4, 40), (5, 50), (6, 60)]),
+        )
+        .await
         .unwrap();
-        let staged = old.stage(1, None).await.unwrap();
-        old.commit(&staged.manifest, 1, None, false).await.unwrap();
 
         // A replay from just after window 2, the old job having committed
         // through window 5.
@@ -691,12 +683,7 @@ mod tests {
         }));
         // The first commit covers windows 3 and 4 (window 4 no longer has
         // rows for x = 40, and gains one).
-        replay
-            .buffer(&windows(&[(3, 31), (4, 41), (4, 42)]))
-            .unwrap();
-        let staged = replay.stage(2, None).await.unwrap();
-        replay
-            .commit(&staged.manifest, 2, None, false)
+        epoch(&mut replay, 2, windows(&[(3, 31), (4, 41), (4, 42)]))
             .await
             .unwrap();
         assert_eq!(
@@ -712,20 +699,10 @@ mod tests {
             ]
         );
         // The next covers window 5; window 6's old rows are past the range.
-        replay.buffer(&windows(&[(5, 51)])).unwrap();
-        let staged = replay.stage(3, None).await.unwrap();
-        replay
-            .commit(&staged.manifest, 3, None, false)
-            .await
-            .unwrap();
+        epoch(&mut replay, 3, windows(&[(5, 51)])).await.unwrap();
         assert_eq!(replay.rewrite(), None, "the rewrite is over");
         // From then on rows are appended.
-        replay.buffer(&windows(&[(7, 70)])).unwrap();
-        let staged = replay.stage(4, None).await.unwrap();
-        replay
-            .commit(&staged.manifest, 4, None, false)
-            .await
-            .unwrap();
+        epoch(&mut replay, 4, windows(&[(7, 70)])).await.unwrap();
         assert_eq!(
             read_windows(&config).await,
             [

@@ -18,7 +18,7 @@ use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{FORMATS, client_config, kafka_error, take_properties};
 use crate::archive::{Staged, TableWriter};
-use crate::checkpoint::CheckpointStore;
+use crate::checkpoint::{CheckpointStore, KeptRows};
 use crate::format::{Format, RecordEncoder, Records};
 use crate::{Error, Result};
 
@@ -333,7 +333,7 @@ pub(crate) struct KafkaWriter {
     owner: String,
     publisher: Arc<Mutex<Option<Publisher>>>,
     /// The rows staged for an epoch, kept so its commit needs no read back.
-    staged: Option<(u64, Vec<RecordBatch>)>,
+    staged: KeptRows,
 }
 
 impl KafkaWriter {
@@ -343,7 +343,7 @@ impl KafkaWriter {
             schema,
             owner: owner.to_string(),
             publisher: Arc::new(Mutex::new(None)),
-            staged: None,
+            staged: KeptRows::default(),
         }
     }
 
@@ -387,10 +387,8 @@ impl TableWriter for KafkaWriter {
     ) -> Result<Staged> {
         let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
         let file = format!("sink-{epoch}.arrow");
-        let mut bytes = 0;
         let mut ends = Vec::new();
-        if let Some(store) = store {
-            bytes = store.put_batches(epoch, &file, schema, &batches).await?;
+        if store.is_some() {
             let (brokers, topic, properties) = (
                 self.config.brokers.clone(),
                 self.config.topic.clone(),
@@ -404,7 +402,10 @@ impl TableWriter for KafkaWriter {
             .await
             .map_err(|e| Error::invalid(format!("reading Kafka offsets failed: {e}")))??;
         }
-        self.staged = Some((epoch, batches));
+        let bytes = self
+            .staged
+            .keep(store, epoch, &file, schema, batches)
+            .await?;
         let manifest = serde_json::to_value(StagedRows { file, rows, ends })
             .map_err(|e| Error::invalid(e.to_string()))?;
         Ok(Staged { manifest, bytes })
@@ -423,13 +424,7 @@ impl TableWriter for KafkaWriter {
                 self.owner
             ))
         })?;
-        let batches = match self.staged.take() {
-            Some((e, batches)) if e == epoch => batches,
-            _ => match store {
-                Some(store) => store.get_batches(epoch, &staged.file).await?,
-                None => return Err(Error::invalid("no staged rows to commit")),
-            },
-        };
+        let batches = self.staged.take(store, epoch, &staged.file).await?;
         let mut recovering = recovering;
         let started = Instant::now();
         let mut backoff = Duration::from_millis(200);
