@@ -449,7 +449,8 @@ fn take_commit_policy(options: &mut Options, commit: &mut CommitPolicy) -> Resul
 }
 
 /// The schema rows are archived with: timestamps in microseconds (Delta's
-/// unit), strings and binaries in their plain Arrow types, every column
+/// unit), strings and binaries in their plain Arrow types, unsigned integers
+/// as signed ones, every column
 /// nullable so a plan's nullability inference can never reject a write.
 pub(crate) fn archive_schema(schema: &SchemaRef) -> SchemaRef {
     let fields: Vec<Field> = schema
@@ -465,6 +466,11 @@ fn archive_type(data_type: &DataType) -> DataType {
         DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
         DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
         DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
+        // Delta has no unsigned integers (ROW_NUMBER() is a UInt64): widen
+        // to the next signed type; a UInt64 above i64::MAX fails the write.
+        DataType::UInt8 => DataType::Int16,
+        DataType::UInt16 => DataType::Int32,
+        DataType::UInt32 | DataType::UInt64 => DataType::Int64,
         other => other.clone(),
     }
 }
@@ -509,7 +515,13 @@ pub(crate) fn to_archive(batch: &RecordBatch, schema: &SchemaRef) -> Result<Reco
             if c.data_type() == f.data_type() {
                 Ok(Arc::clone(c))
             } else {
-                cast(c, f.data_type())
+                // Not the default (safe) cast, which would turn a value out
+                // of range into a NULL.
+                let options = arrow::compute::CastOptions {
+                    safe: false,
+                    ..Default::default()
+                };
+                arrow::compute::cast_with_options(c, f.data_type(), &options)
             }
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
