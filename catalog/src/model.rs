@@ -10,6 +10,9 @@ pub enum ObjectKind {
     View,
     /// A continuous query whose results are delivered to an external system.
     Sink,
+    /// Reference data (a Delta table, Parquet files, a file) that streams
+    /// are joined with.
+    Table,
 }
 
 impl ObjectKind {
@@ -19,6 +22,7 @@ impl ObjectKind {
             ObjectKind::Stream => "stream",
             ObjectKind::View => "view",
             ObjectKind::Sink => "sink",
+            ObjectKind::Table => "table",
         }
     }
 
@@ -34,6 +38,7 @@ impl fmt::Display for ObjectKind {
             ObjectKind::Stream => "stream",
             ObjectKind::View => "materialized view",
             ObjectKind::Sink => "sink",
+            ObjectKind::Table => "table",
         })
     }
 }
@@ -46,6 +51,7 @@ impl FromStr for ObjectKind {
             "stream" => Ok(ObjectKind::Stream),
             "view" => Ok(ObjectKind::View),
             "sink" => Ok(ObjectKind::Sink),
+            "table" => Ok(ObjectKind::Table),
             other => Err(format!("unknown object kind '{other}'")),
         }
     }

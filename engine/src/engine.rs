@@ -21,8 +21,9 @@ use crate::checkpoint::{CheckpointConfig, CheckpointStore, Replay, ReplayFrom, R
 use crate::connector::{StreamDef, kafka};
 use crate::job::{JobCheckpoints, JobHandle, JobSpec};
 use crate::plan::InputTable;
-use crate::query::AdHocPlan;
+use crate::query::{AdHocPlan, Readable};
 use crate::subscribe::{Feed, subscribe_stream};
+use crate::table::ReferenceTable;
 use crate::{Error, Result, RowStream, StatementOutput, StatementResult, insert, query};
 
 /// Settings of an engine.
@@ -63,14 +64,26 @@ pub(crate) struct Objects {
     pub streams: BTreeMap<String, Arc<StreamDef>>,
     pub outputs: BTreeMap<String, Output>,
     pub jobs: BTreeMap<String, JobHandle>,
+    pub tables: BTreeMap<String, Arc<ReferenceTable>>,
 }
 
 impl Objects {
     fn kind_of(&self, name: &str) -> Option<ObjectKind> {
         if self.streams.contains_key(name) {
             Some(ObjectKind::Stream)
+        } else if self.tables.contains_key(name) {
+            Some(ObjectKind::Table)
         } else {
             self.outputs.get(name).map(|o| o.kind)
+        }
+    }
+
+    /// What ad-hoc queries read, as it stands now.
+    fn readable(&self) -> Readable {
+        Readable {
+            streams: self.streams.clone(),
+            outputs: self.outputs.clone(),
+            tables: self.tables.clone(),
         }
     }
 }
@@ -84,8 +97,12 @@ impl StreamResolver for Objects {
         Objects::kind_of(self, name)
     }
 
-    fn input_table(&self, _stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
-        Arc::new(InputTable::new(schema))
+    fn input_table(&self, stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+        Arc::new(InputTable::new(stream, schema))
+    }
+
+    fn reference_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.tables.get(name).map(|t| t.provider())
     }
 }
 
@@ -180,6 +197,16 @@ impl Engine {
                         .streams
                         .insert(def.name.clone(), Arc::new(stream));
                 }
+                Statement::CreateTable(create) => {
+                    let table = ReferenceTable::open(&create, &self.config.data_dir)
+                        .await
+                        .map_err(context)?;
+                    self.objects
+                        .lock()
+                        .await
+                        .tables
+                        .insert(def.name.clone(), Arc::new(table));
+                }
                 Statement::CreateView(create) | Statement::CreateSink(create) => {
                     let resume = self
                         .catalog
@@ -253,6 +280,7 @@ impl Engine {
                 StatementResult::Done(_) => None,
             },
             Statement::CreateStream(_)
+            | Statement::CreateTable(_)
             | Statement::CreateView(_)
             | Statement::CreateSink(_)
             | Statement::Insert(_)
@@ -270,11 +298,8 @@ impl Engine {
         query: &datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<AdHocPlan> {
         self.wait_for_bounded_jobs().await;
-        let (streams, outputs) = {
-            let objects = self.objects.lock().await;
-            (objects.streams.clone(), objects.outputs.clone())
-        };
-        AdHocPlan::new(query, &streams, &outputs, self.config.batch_size).await
+        let readable = self.objects.lock().await.readable();
+        AdHocPlan::new(query, &readable, self.config.batch_size).await
     }
 
     /// Appends `batches` (columns named like the stream's, any subset and
@@ -354,6 +379,7 @@ impl Engine {
     pub async fn execute(&self, statement: &ParsedStatement) -> Result<StatementResult> {
         match &statement.statement {
             Statement::CreateStream(create) => self.create_stream(create, &statement.text).await,
+            Statement::CreateTable(create) => self.create_table(create, &statement.text).await,
             Statement::CreateView(create) => {
                 self.create_output(ObjectKind::View, create, &statement.text)
                     .await
@@ -387,11 +413,8 @@ impl Engine {
                 kafka::describe_topic(brokers, properties, topic.clone()).await
             }
             Statement::Insert(statement) => {
-                let (streams, outputs) = {
-                    let objects = self.objects.lock().await;
-                    (objects.streams.clone(), objects.outputs.clone())
-                };
-                insert::insert(statement, &streams, &outputs, self.config.batch_size).await
+                let readable = self.objects.lock().await.readable();
+                insert::insert(statement, &readable, self.config.batch_size).await
             }
             Statement::Subscribe { name, .. } => Err(Error::invalid(format!(
                 "SUBSCRIBE {name} streams rows until it is cancelled; run it from `fibers shell` \
@@ -399,11 +422,8 @@ impl Engine {
             ))),
             Statement::Query(statement) => {
                 self.wait_for_bounded_jobs().await;
-                let (streams, outputs) = {
-                    let objects = self.objects.lock().await;
-                    (objects.streams.clone(), objects.outputs.clone())
-                };
-                query::ad_hoc(statement, &streams, &outputs, self.config.batch_size).await
+                let readable = self.objects.lock().await.readable();
+                query::ad_hoc(statement, &readable, self.config.batch_size).await
             }
         }
     }
@@ -465,6 +485,44 @@ impl Engine {
             .streams
             .insert(create.name.clone(), Arc::new(stream));
         Ok(StatementResult::Done("CREATE STREAM".into()))
+    }
+
+    async fn create_table(&self, create: &CreateStream, sql: &str) -> Result<StatementResult> {
+        let done = || Ok(StatementResult::Done("CREATE TABLE".into()));
+        if let Some(kind) = self.objects.lock().await.kind_of(&create.name) {
+            if create.if_not_exists {
+                return done();
+            }
+            return Err(fibers_catalog::Error::AlreadyExists {
+                kind,
+                name: create.name.clone(),
+            }
+            .into());
+        }
+        // Read before taking the lock: a large table takes a while.
+        let table = ReferenceTable::open(create, &self.config.data_dir).await?;
+        let mut objects = self.objects.lock().await;
+        if objects.kind_of(&create.name).is_some() {
+            // Created meanwhile by another session.
+            return if create.if_not_exists {
+                done()
+            } else {
+                Err(fibers_catalog::Error::AlreadyExists {
+                    kind: ObjectKind::Table,
+                    name: create.name.clone(),
+                }
+                .into())
+            };
+        }
+        self.catalog.create(&Definition {
+            name: create.name.clone(),
+            kind: ObjectKind::Table,
+            sql: sql.to_string(),
+            depends_on: vec![],
+            created_at: now(),
+        })?;
+        objects.tables.insert(create.name.clone(), Arc::new(table));
+        done()
     }
 
     async fn create_output(
@@ -537,11 +595,22 @@ impl Engine {
 
         let mut objects = self.objects.lock().await;
         let query = plan_continuous_query(&create.name, &create.query, &*objects).await?;
-        let stream = objects
-            .streams
-            .get(&query.source)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("table '{}' not found", query.source)))?;
+        let mut streams = Vec::with_capacity(query.inputs.len());
+        for input in &query.inputs {
+            streams.push(
+                objects
+                    .streams
+                    .get(&input.stream)
+                    .cloned()
+                    .ok_or_else(|| Error::invalid(format!("table '{}' not found", input.stream)))?,
+            );
+        }
+        // A join of two streams reads both as one.
+        let stream = match streams.as_slice() {
+            [one] => Arc::clone(one),
+            [first, second] => Arc::new(StreamDef::union(first, second)?),
+            _ => return Err(Error::invalid(format!("'{}' reads no stream", create.name))),
+        };
         let schema = query.output_schema();
         archive.create(&create.name, &schema).await?;
         let feed = Arc::new(Feed::new(
@@ -554,7 +623,13 @@ impl Engine {
                 name: create.name.clone(),
                 kind,
                 sql: sql.to_string(),
-                depends_on: vec![query.source.clone()],
+                depends_on: query
+                    .inputs
+                    .iter()
+                    .map(|i| &i.stream)
+                    .chain(&query.tables)
+                    .cloned()
+                    .collect(),
                 created_at: now(),
             })?;
         }
@@ -755,6 +830,7 @@ impl Engine {
             ObjectKind::Stream => "DROP STREAM",
             ObjectKind::View => "DROP MATERIALIZED VIEW",
             ObjectKind::Sink => "DROP SINK",
+            ObjectKind::Table => "DROP TABLE",
         };
         let mut objects = self.objects.lock().await;
         if objects.kind_of(name) != Some(kind) {
@@ -770,6 +846,9 @@ impl Engine {
         if kind == ObjectKind::Stream {
             self.catalog.drop_object(kind, name)?;
             objects.streams.remove(name);
+        } else if kind == ObjectKind::Table {
+            self.catalog.drop_object(kind, name)?;
+            objects.tables.remove(name);
         } else {
             // Stop first, so the job's last commit lands before the
             // definition (and its job record) disappear.
@@ -803,7 +882,12 @@ impl Engine {
             kind: output.kind,
             schema: crate::archive::archive_schema(&output.schema),
         });
-        streams.chain(outputs).collect()
+        let tables = objects.tables.iter().map(|(name, table)| TableInfo {
+            name: name.clone(),
+            kind: ObjectKind::Table,
+            schema: Arc::clone(&table.schema),
+        });
+        streams.chain(tables).chain(outputs).collect()
     }
 
     /// Waits for every running job over a bounded source to finish.

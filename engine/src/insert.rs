@@ -13,7 +13,7 @@ use futures::StreamExt;
 use crate::connector::StreamDef;
 use crate::connector::kafka::{self, KafkaSinkConfig, KafkaWriter};
 use crate::engine::Output;
-use crate::query::ad_hoc;
+use crate::query::{Readable, ad_hoc};
 use crate::{Error, Result, StatementResult};
 
 /// `INSERT INTO stream VALUES (...)` or `INSERT INTO stream SELECT ...`:
@@ -22,10 +22,10 @@ use crate::{Error, Result, StatementResult};
 /// message's key.
 pub(crate) async fn insert(
     statement: &ast::Statement,
-    streams: &BTreeMap<String, Arc<StreamDef>>,
-    outputs: &BTreeMap<String, Output>,
+    objects: &Readable,
     batch_size: usize,
 ) -> Result<StatementResult> {
+    let (streams, outputs) = (&objects.streams, &objects.outputs);
     let ast::Statement::Insert(insert) = statement else {
         return Err(Error::invalid("expected an INSERT statement"));
     };
@@ -44,8 +44,7 @@ pub(crate) async fn insert(
         .collect::<Result<_>>()?;
     let mut writer = TopicWriter::new(stream, (!listed.is_empty()).then_some(listed))?;
     let query = ast::Statement::Query(source.clone());
-    let StatementResult::Rows { schema, batches } =
-        ad_hoc(&query, streams, outputs, batch_size).await?
+    let StatementResult::Rows { schema, batches } = ad_hoc(&query, objects, batch_size).await?
     else {
         return Err(Error::invalid(
             "the rows to insert did not come back as rows",

@@ -315,7 +315,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         committed
     };
     let ctx = spec.query.state.task_ctx();
-    let mut operator = operator::build(&spec.query, ctx, skip_through).await?;
+    let mut operator = operator::build(&spec.query, &spec.stream, ctx, skip_through).await?;
     let mut archive = spec.archive.open(name, &spec.query.output_schema()).await?;
     archive.set_rewrite(replay.as_ref().and_then(|r| r.rewrite));
     let store = spec.checkpoints.store.clone();

@@ -26,6 +26,7 @@ mod query;
 mod result;
 mod runner;
 mod subscribe;
+mod table;
 mod watermark;
 
 pub use checkpoint::CheckpointConfig;

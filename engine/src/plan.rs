@@ -30,9 +30,19 @@ use crate::Result;
 
 /// The batches a plan's leaf yields on its next execution.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct BatchSlot(Arc<Mutex<Vec<RecordBatch>>>);
+pub(crate) struct BatchSlot(Arc<Mutex<Vec<RecordBatch>>>, Option<Arc<str>>);
 
 impl BatchSlot {
+    /// A slot for the rows of stream `stream`.
+    pub fn for_stream(stream: &str) -> Self {
+        BatchSlot(Arc::default(), Some(stream.into()))
+    }
+
+    /// The stream whose rows the slot holds, if it was made for one.
+    pub fn stream(&self) -> Option<&str> {
+        self.1.as_deref()
+    }
+
     pub fn put(&self, batches: Vec<RecordBatch>) {
         *self.lock() = batches;
     }
@@ -62,15 +72,19 @@ const REBUILD_EVERY: usize = 256;
 pub(crate) struct Reusable {
     plan: Arc<dyn ExecutionPlan>,
     /// Whether a node holds per-execution state (the dynamic filters of
-    /// TopK, joins and some aggregates) that must be reset between runs.
+    /// TopK, joins and some aggregates, a join's collected build side)
+    /// that must be reset between runs.
     stateful: bool,
     executions: usize,
 }
 
 impl Reusable {
     pub fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
+        // A join keeps its build side once collected: over new input it
+        // must be reset too, or it would join with the first run's rows.
         fn stateful(plan: &Arc<dyn ExecutionPlan>) -> bool {
             !plan.dynamic_expressions_produced().is_empty()
+                || plan.name().contains("Join")
                 || plan.children().into_iter().any(stateful)
         }
         Reusable {
@@ -117,10 +131,11 @@ pub(crate) struct InputTable {
 }
 
 impl InputTable {
-    pub fn new(schema: SchemaRef) -> Self {
+    /// The table of stream `stream`'s rows, as `schema`.
+    pub fn new(stream: &str, schema: SchemaRef) -> Self {
         InputTable {
             schema,
-            slot: BatchSlot::default(),
+            slot: BatchSlot::for_stream(stream),
         }
     }
 }
@@ -236,12 +251,52 @@ impl ExecutionPlan for SlotExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
-        Ok(Box::pin(MemoryStream::try_new(
-            self.slot.get(),
-            Arc::clone(&self.input_schema),
-            self.projection.clone(),
+        Ok(Box::pin(projected_stream(
+            &self.slot.get(),
+            &self.input_schema,
+            self.projection.as_deref(),
         )?))
     }
+}
+
+/// A stream of `batches` (of `schema`) projected to `projection`.
+/// `MemoryStream`'s own projection would yield projected batches under the
+/// unprojected schema, which breaks consumers that read the stream's schema
+/// (a hash join's build side).
+pub(crate) fn projected_stream(
+    batches: &[RecordBatch],
+    schema: &SchemaRef,
+    projection: Option<&[usize]>,
+) -> DFResult<MemoryStream> {
+    match projection {
+        None => MemoryStream::try_new(batches.to_vec(), Arc::clone(schema), None),
+        Some(columns) => {
+            let projected = batches
+                .iter()
+                .map(|b| b.project(columns))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            MemoryStream::try_new(projected, Arc::new(schema.project(columns)?), None)
+        }
+    }
+}
+
+/// The slots of the input leaves of a plan, one per stream (scans of one
+/// stream share its slot).
+pub(crate) fn input_slots(plan: &Arc<dyn ExecutionPlan>) -> Vec<BatchSlot> {
+    fn collect(plan: &Arc<dyn ExecutionPlan>, slots: &mut Vec<BatchSlot>) {
+        if let Some(leaf) = plan.downcast_ref::<SlotExec>() {
+            if !slots.iter().any(|s| Arc::ptr_eq(&s.0, &leaf.slot().0)) {
+                slots.push(leaf.slot().clone());
+            }
+            return;
+        }
+        for child in plan.children() {
+            collect(child, slots);
+        }
+    }
+    let mut slots = Vec::new();
+    collect(plan, &mut slots);
+    slots
 }
 
 /// The slot of the (single) input leaf of a planned continuous query.

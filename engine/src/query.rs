@@ -27,6 +27,7 @@ use futures::StreamExt;
 use crate::connector::kafka::{self, DEAD_LETTER_SUFFIX};
 use crate::connector::{Poll, StreamDef};
 use crate::engine::{Objects, Output};
+use crate::table::ReferenceTable;
 use crate::{Error, Result, RowStream, StatementResult};
 
 fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<StatementResult> {
@@ -50,7 +51,7 @@ fn text_rows(columns: &[&str], rows: Vec<Vec<String>>) -> Result<StatementResult
     })
 }
 
-/// `SHOW STREAMS | VIEWS | SINKS | JOBS`.
+/// `SHOW STREAMS | TABLES | VIEWS | SINKS | JOBS`.
 pub(crate) fn show(
     target: ShowTarget,
     objects: &Objects,
@@ -71,6 +72,23 @@ pub(crate) fn show(
                         format!("{} - {}", s.time_column, format_duration(s.delay_nanos))
                     };
                     vec![s.name.clone(), s.connector_name().into(), watermark]
+                })
+                .collect(),
+        ),
+        ShowTarget::Tables => text_rows(
+            &["name", "connector", "path", "version", "rows"],
+            objects
+                .tables
+                .values()
+                .map(|t| {
+                    let snapshot = t.snapshot();
+                    vec![
+                        t.name.clone(),
+                        t.connector().into(),
+                        t.path_written.clone(),
+                        snapshot.version.map(|v| v.to_string()).unwrap_or_default(),
+                        snapshot.rows.to_string(),
+                    ]
                 })
                 .collect(),
         ),
@@ -229,6 +247,8 @@ pub(crate) fn describe(name: &str, objects: &Objects) -> Result<StatementResult>
         Arc::clone(&s.schema)
     } else if let Some(o) = objects.outputs.get(name) {
         Arc::clone(&o.schema)
+    } else if let Some(t) = objects.tables.get(name) {
+        Arc::clone(&t.schema)
     } else {
         return Err(Error::invalid(format!("'{name}' does not exist")));
     };
@@ -248,8 +268,17 @@ pub(crate) fn describe(name: &str, objects: &Objects) -> Result<StatementResult>
     )
 }
 
+/// What ad-hoc queries can read: the engine's objects at the time.
+#[derive(Clone, Default)]
+pub(crate) struct Readable {
+    pub streams: BTreeMap<String, Arc<StreamDef>>,
+    pub outputs: BTreeMap<String, Output>,
+    pub tables: BTreeMap<String, Arc<ReferenceTable>>,
+}
+
 /// An ad-hoc query, planned: views and sinks resolve to their archives,
-/// bounded streams to all of their rows (read as the query consumes them).
+/// bounded streams to all of their rows (read as the query consumes them),
+/// reference tables to their current rows.
 pub(crate) struct AdHocPlan {
     ctx: SessionContext,
     plan: LogicalPlan,
@@ -259,10 +288,14 @@ impl AdHocPlan {
     /// Plans `statement` over the objects.
     pub async fn new(
         statement: &ast::Statement,
-        streams: &BTreeMap<String, Arc<StreamDef>>,
-        outputs: &BTreeMap<String, Output>,
+        objects: &Readable,
         batch_size: usize,
     ) -> Result<Self> {
+        let Readable {
+            streams,
+            outputs,
+            tables,
+        } = objects;
         // Strings as `Utf8`, as the archives and the metadata of views
         // declare them, rather than the `Utf8View` DataFusion would read
         // from Parquet: clients see one type whichever way they ask.
@@ -284,6 +317,8 @@ impl AdHocPlan {
                 .and_then(|stream| stream.dead_letters());
             if let Some(output) = outputs.get(name) {
                 output.archive.register(&ctx, name, &output.schema).await?;
+            } else if let Some(table) = tables.get(name) {
+                ctx.register_table(name, table.provider())?;
             } else if let Some(table) = dead_letters {
                 table.register(&ctx, name).await?;
             } else if let Some(stream) = streams.get(name) {
@@ -404,11 +439,10 @@ fn parameter_position(name: &str) -> (usize, String) {
 /// An ad-hoc query, run to completion.
 pub(crate) async fn ad_hoc(
     statement: &ast::Statement,
-    streams: &BTreeMap<String, Arc<StreamDef>>,
-    outputs: &BTreeMap<String, Output>,
+    objects: &Readable,
     batch_size: usize,
 ) -> Result<StatementResult> {
-    let plan = AdHocPlan::new(statement, streams, outputs, batch_size).await?;
+    let plan = AdHocPlan::new(statement, objects, batch_size).await?;
     plan.execute(Vec::new()).await?.collect().await
 }
 

@@ -53,11 +53,14 @@ impl QueryRunner {
         }
         let time_index = def.schema.index_of(&def.time_column)?;
         let tracker = WatermarkTracker::new(time_index, def.delay_nanos);
+        let def = Arc::new(def);
         let mut objects = Objects::default();
-        objects.streams.insert(create.name.clone(), Arc::new(def));
+        objects
+            .streams
+            .insert(create.name.clone(), Arc::clone(&def));
         let planned = plan_continuous_query("query", select, &objects).await?;
         let ctx = planned.state.task_ctx();
-        let operator = operator::build(&planned, ctx, None).await?;
+        let operator = operator::build(&planned, &def, ctx, None).await?;
         Ok(QueryRunner {
             operator,
             tracker,
@@ -338,6 +341,8 @@ mod tests {
              HAVING count(*) > 3",
             // Stateless: a filter and a projection.
             "SELECT symbol, price * 2 AS double FROM trades WHERE volume > 500",
+            // Sessions per symbol: open (and merged) sessions cross the cut.
+            SESSIONS,
         ];
         for query in queries {
             let expected = rows(&uninterrupted(query, &input).await);
@@ -348,6 +353,77 @@ mod tests {
                 assert_eq!(got, expected, "cut after {cut} batches: {query}");
             }
         }
+    }
+
+    /// Sessions per symbol with a 60 ms gap: the generated trades (about
+    /// 50 ms apart per symbol, up to 2 s out of order) form thousands of
+    /// sessions, many merged by late-arriving events.
+    const SESSIONS: &str = "SELECT symbol, window_start, window_end, sum(volume) AS v, count(*) AS n
+         FROM SESSION(trades, ts, INTERVAL '60' MILLISECOND) GROUP BY symbol, window_start, window_end";
+
+    #[tokio::test]
+    async fn session_windows_match_a_batch_query() {
+        let input = events(20_000, 64);
+        let streaming = rows(&uninterrupted(SESSIONS, &input).await);
+        // A batch query sessionizes with LAG: a trade starts a new session
+        // unless it is less than the gap after the symbol's previous trade.
+        let ctx = SessionContext::new();
+        let all = concat_batches(&input[0].schema(), &input).unwrap();
+        ctx.register_table(
+            "trades",
+            std::sync::Arc::new(MemTable::try_new(all.schema(), vec![vec![all]]).unwrap()),
+        )
+        .unwrap();
+        let batch = ctx
+            .sql(
+                "WITH marked AS (
+                   SELECT symbol, volume, ts,
+                          CASE WHEN ts - lag(ts) OVER (PARTITION BY symbol ORDER BY ts)
+                                    < INTERVAL '60 milliseconds' THEN 0 ELSE 1 END AS starts
+                   FROM trades),
+                 numbered AS (
+                   SELECT *, sum(starts) OVER (PARTITION BY symbol ORDER BY ts
+                                              ROWS UNBOUNDED PRECEDING) AS session
+                   FROM marked)
+                 SELECT symbol, min(ts) AS window_start,
+                        max(ts) + INTERVAL '60 milliseconds' AS window_end,
+                        sum(volume) AS v, count(*) AS n
+                 FROM numbered GROUP BY symbol, session",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let expected = rows(&batch);
+        assert!(
+            expected.len() > 1000,
+            "too few sessions: {}",
+            expected.len()
+        );
+        assert_eq!(streaming, expected);
+    }
+
+    #[tokio::test]
+    async fn session_state_holds_open_sessions_not_events() {
+        let input = events(20_000, 64);
+        let mut runner = QueryRunner::new(STREAM, SESSIONS).await.unwrap();
+        let mut emitted = 0;
+        for batch in &input {
+            emitted += runner
+                .push(batch.clone())
+                .await
+                .unwrap()
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum::<usize>();
+        }
+        let state = runner.operator.snapshot().unwrap();
+        let kept: usize = state.batches.iter().map(RecordBatch::num_rows).sum();
+        // The watermark trails by 2 s: about 200 trades per symbol are in
+        // open sessions, never the 20,000 pushed.
+        assert!(emitted > 1000, "only {emitted} sessions closed");
+        assert!(kept > 0 && kept < 2_000, "{kept} state rows kept");
     }
 
     #[tokio::test]

@@ -40,7 +40,7 @@ use crate::{Error, Result};
 const MAX_PARAMETER_ROWS: usize = 1;
 
 /// The object kinds `GetTableTypes` lists, as Flight SQL table types.
-const TABLE_TYPES: [&str; 3] = ["STREAM", "MATERIALIZED VIEW", "SINK"];
+const TABLE_TYPES: [&str; 4] = ["STREAM", "MATERIALIZED VIEW", "SINK", "TABLE"];
 
 /// The catalog and schema metadata calls report every object in: the
 /// names under which ad-hoc queries resolve them (DataFusion's defaults),
@@ -53,6 +53,7 @@ fn table_type(kind: ObjectKind) -> &'static str {
         ObjectKind::Stream => TABLE_TYPES[0],
         ObjectKind::View => TABLE_TYPES[1],
         ObjectKind::Sink => TABLE_TYPES[2],
+        ObjectKind::Table => TABLE_TYPES[3],
     }
 }
 
@@ -166,6 +167,7 @@ fn returns_rows(statement: &Statement) -> bool {
         | Statement::DescribeTopic { .. }
         | Statement::Subscribe { .. } => true,
         Statement::CreateStream(_)
+        | Statement::CreateTable(_)
         | Statement::CreateView(_)
         | Statement::CreateSink(_)
         | Statement::Insert(_)

@@ -12,6 +12,7 @@
 
 mod error;
 mod interval;
+mod join;
 mod options;
 mod parser;
 mod planner;
@@ -22,9 +23,10 @@ mod window;
 
 pub use error::{Error, Result, datafusion_message};
 pub use interval::{format_duration, parse_duration_option};
+pub use join::StreamJoin;
 pub use options::{OptionValue, Options};
 pub use parser::{ParsedStatement, parse_script};
-pub use planner::{ContinuousQuery, StreamInfo, StreamResolver, plan_continuous_query};
+pub use planner::{ContinuousQuery, QueryInput, StreamInfo, StreamResolver, plan_continuous_query};
 pub use session::{streaming_session_state, streaming_session_state_with_config};
 pub use statement::{
     ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,

@@ -78,6 +78,17 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         if parse_word(p, "STREAM") {
             return parse_create_stream(p).map(Statement::CreateStream);
         }
+        if p.parse_keyword(Keyword::TABLE) {
+            let table = parse_create_stream(p)?;
+            if table.watermark.is_some() {
+                return Err(Error::invalid(format!(
+                    "table '{}' declares a WATERMARK; tables are reference data without event \
+                     time (declare a STREAM for rows that arrive over time)",
+                    table.name
+                )));
+            }
+            return Ok(Statement::CreateTable(table));
+        }
         if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
             return parse_create_query(p).map(Statement::CreateView);
         }
@@ -85,7 +96,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             return parse_create_query(p).map(Statement::CreateSink);
         }
         return p.expected(
-            "STREAM, MATERIALIZED VIEW or SINK after CREATE",
+            "STREAM, TABLE, MATERIALIZED VIEW or SINK after CREATE",
             p.peek_token(),
         )?;
     }
@@ -96,6 +107,8 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         }
         let target = if parse_word(p, "STREAMS") {
             ShowTarget::Streams
+        } else if p.parse_keyword(Keyword::TABLES) {
+            ShowTarget::Tables
         } else if parse_word(p, "VIEWS")
             || p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEWS])
         {
@@ -106,7 +119,7 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
             ShowTarget::Jobs
         } else {
             return p.expected(
-                "STREAMS, VIEWS, SINKS, JOBS or TOPICS after SHOW",
+                "STREAMS, TABLES, VIEWS, SINKS, JOBS or TOPICS after SHOW",
                 p.peek_token(),
             )?;
         };
@@ -141,13 +154,15 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
     if p.parse_keyword(Keyword::DROP) {
         let kind = if parse_word(p, "STREAM") {
             ObjectKind::Stream
+        } else if p.parse_keyword(Keyword::TABLE) {
+            ObjectKind::Table
         } else if p.parse_keywords(&[Keyword::MATERIALIZED, Keyword::VIEW]) {
             ObjectKind::View
         } else if parse_word(p, "SINK") {
             ObjectKind::Sink
         } else {
             return p.expected(
-                "STREAM, MATERIALIZED VIEW or SINK after DROP",
+                "STREAM, TABLE, MATERIALIZED VIEW or SINK after DROP",
                 p.peek_token(),
             )?;
         };

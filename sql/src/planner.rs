@@ -1,3 +1,4 @@
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use arrow::datatypes::IntervalMonthDayNano;
@@ -12,7 +13,11 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 use fibers_catalog::ObjectKind;
 
-use crate::window::{ARRIVAL_TIME_COLUMN, WINDOW_END, WINDOW_START, Window, rewrite_windows};
+use crate::join::StreamJoin;
+use crate::window::{
+    ARRIVAL_TIME_COLUMN, WINDOW_END, WINDOW_START, Window, WindowKind, check_session,
+    rewrite_windows,
+};
 use crate::{Error, Result, streaming_session_state};
 
 /// What the planner needs to know about a stream.
@@ -36,14 +41,36 @@ pub trait StreamResolver: Sync {
     /// The table a plan over one batch of `stream` scans. The engine gives
     /// its own provider so it can feed each batch into the plan's leaf.
     fn input_table(&self, stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider>;
+
+    /// The reference table called `name` (`CREATE TABLE`), as the plan
+    /// scans it for every batch of the stream joined with it.
+    fn reference_table(&self, name: &str) -> Option<Arc<dyn TableProvider>>;
+}
+
+/// One stream a continuous query reads.
+#[derive(Debug, Clone)]
+pub struct QueryInput {
+    /// The stream.
+    pub stream: String,
+    /// The schema the plan scans it with: its columns, plus `window_start`
+    /// and `window_end` when the query reads it through a window.
+    pub schema: SchemaRef,
+    /// Its event-time column.
+    pub time_column: String,
 }
 
 /// A planned view or sink query: DataFusion's plan over one batch of its
 /// stream, plus what the streaming layer needs around it.
 #[derive(Debug, Clone)]
 pub struct ContinuousQuery {
-    /// The stream the query reads.
+    /// The stream the query reads (the first of the two a join reads).
     pub source: String,
+    /// Every stream the query reads, in name order, as the plan scans it.
+    pub inputs: Vec<QueryInput>,
+    /// How the query joins streams, if it does.
+    pub join: Option<StreamJoin>,
+    /// The reference tables it joins the stream with.
+    pub tables: Vec<String>,
     /// The window, for a windowed query.
     pub window: Option<Window>,
     /// The schema of the plan's input: the stream's columns, plus
@@ -73,12 +100,14 @@ pub async fn plan_continuous_query(
     let mut query = query.clone();
     let found = rewrite_windows(&mut query)?;
     let mut streams = Vec::new();
+    let mut tables = Vec::new();
     for relation in &found.relations {
         if found.ctes.contains(relation) {
             continue;
         }
         match resolver.kind_of(relation) {
             Some(ObjectKind::Stream) => streams.push(relation.clone()),
+            Some(ObjectKind::Table) => tables.push(relation.clone()),
             Some(kind) => {
                 return Err(Error::invalid(format!(
                     "'{name}' reads {kind} '{relation}': continuous queries read streams; \
@@ -89,53 +118,200 @@ pub async fn plan_continuous_query(
         }
     }
     let source = match streams.as_slice() {
-        [one] => one.clone(),
         [] => {
             return Err(Error::invalid(format!(
                 "the query of '{name}' reads no stream; a continuous query reads one stream"
             )));
         }
+        [first] | [first, _] => first.clone(),
         many => {
             return Err(Error::invalid(format!(
-                "the query of '{name}' reads several streams ({}); joins of streams are not supported yet",
+                "the query of '{name}' reads {} streams ({}); a continuous query joins at most two",
+                many.len(),
                 many.join(", ")
             )));
         }
     };
-    let info = resolver
-        .stream(&source)
-        .ok_or_else(|| Error::invalid(format!("table '{source}' not found")))?;
-    let window = match found.windows.as_slice() {
-        [] => None,
-        [call] => Some(check_window(&call.stream, &call.window, &info)?),
-        _ => {
+    let mut infos = Vec::with_capacity(streams.len());
+    for stream in &streams {
+        infos.push(
+            resolver
+                .stream(stream)
+                .ok_or_else(|| Error::invalid(format!("table '{stream}' not found")))?,
+        );
+    }
+    // One window shape for the whole query; a join may apply it to both
+    // streams (or twice to one).
+    let mut window: Option<Window> = None;
+    let mut windowed = BTreeSet::new();
+    for call in &found.windows {
+        let Some(position) = streams.iter().position(|s| *s == call.stream) else {
             return Err(Error::invalid(format!(
-                "the query of '{name}' uses more than one window function; use one TUMBLE or HOP"
+                "{} reads '{}', which is not a stream",
+                call.window.function(),
+                call.stream
             )));
+        };
+        let checked = check_window(&call.stream, &call.window, &infos[position])?;
+        match &window {
+            None => window = Some(checked),
+            Some(w)
+                if w.kind == checked.kind && w.size == checked.size && w.slide == checked.slide => {
+            }
+            Some(_) => {
+                return Err(Error::invalid(format!(
+                    "the query of '{name}' uses windows of different shapes; a query uses one \
+                     window shape (the same TUMBLE, HOP or SESSION everywhere)"
+                )));
+            }
         }
-    };
-    let input_schema = input_schema(&info.schema, window.as_ref());
+        windowed.insert(call.stream.clone());
+    }
     let ctx = SessionContext::new_with_state(streaming_session_state());
-    ctx.register_table(
-        source.as_str(),
-        resolver.input_table(&source, Arc::clone(&input_schema)),
-    )?;
+    let mut inputs = Vec::with_capacity(streams.len());
+    for (stream, info) in streams.iter().zip(&infos) {
+        let stream_window = window
+            .as_ref()
+            .filter(|_| windowed.contains(stream))
+            .map(|w| Window {
+                time_column: info.time_column.clone(),
+                ..w.clone()
+            });
+        let schema = input_schema(&info.schema, stream_window.as_ref());
+        ctx.register_table(
+            stream.as_str(),
+            resolver.input_table(stream, Arc::clone(&schema)),
+        )?;
+        inputs.push(QueryInput {
+            stream: stream.clone(),
+            schema,
+            time_column: info.time_column.clone(),
+        });
+    }
+    for table in &tables {
+        let provider = resolver
+            .reference_table(table)
+            .ok_or_else(|| Error::invalid(format!("table '{table}' not found")))?;
+        ctx.register_table(table.as_str(), provider)?;
+    }
     let state = ctx.state();
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let plan = state.statement_to_plan(statement).await?;
+
+    let stream_joins = crate::join::stream_joins(&plan, &streams);
+    if !stream_joins.is_empty() {
+        check_lookup_joins(&streams, &plan)?;
+        let joined: Vec<_> = inputs
+            .iter()
+            .map(|input| crate::join::JoinedStream {
+                name: &input.stream,
+                time_column: &input.time_column,
+                windowed: windowed.contains(&input.stream),
+            })
+            .collect();
+        if inputs.iter().any(|i| i.time_column == ARRIVAL_TIME_COLUMN) {
+            return Err(Error::invalid(format!(
+                "the query of '{name}' joins streams, which needs event time: declare \
+                 `WATERMARK FOR <column> AS <column> - INTERVAL '5' SECOND` on {}",
+                inputs
+                    .iter()
+                    .filter(|i| i.time_column == ARRIVAL_TIME_COLUMN)
+                    .map(|i| format!("'{}'", i.stream))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )));
+        }
+        let join = crate::join::plan_stream_join(&plan, &stream_joins, &joined, window.as_ref())?;
+        let aggregates = join == crate::join::StreamJoin::Windowed;
+        return Ok(ContinuousQuery {
+            input_schema: Arc::clone(&inputs[0].schema),
+            source,
+            inputs,
+            tables,
+            window,
+            join: Some(join),
+            aggregates,
+            plan,
+            state,
+        });
+    }
+    if streams.len() > 1 {
+        return Err(Error::invalid(format!(
+            "the query of '{name}' reads streams {} but does not join them; a continuous \
+             query reads one stream, or joins two",
+            streams.join(" and ")
+        )));
+    }
+    if found.windows.len() > 1 {
+        return Err(Error::invalid(format!(
+            "the query of '{name}' uses more than one window function; use one TUMBLE, HOP or \
+             SESSION (or join the windowed rows on window_start)"
+        )));
+    }
+    let info = &infos[0];
     let aggregates = check_plan(&source, window.as_ref(), &plan)?;
+    if window
+        .as_ref()
+        .is_some_and(|w| w.kind == WindowKind::Session)
+    {
+        check_session(&source, &info.schema, &plan, aggregates)?;
+    }
     let plan = match &window {
-        Some(w) if aggregates => group_without_window_end(plan, w.size)?,
+        // A session's end is not its start + a fixed size: keep grouping by it.
+        Some(w) if aggregates && w.kind != WindowKind::Session => {
+            group_without_window_end(plan, w.size)?
+        }
         _ => plan,
     };
     Ok(ContinuousQuery {
+        input_schema: Arc::clone(&inputs[0].schema),
         source,
+        inputs,
+        tables,
         window,
-        input_schema,
+        join: None,
         aggregates,
         plan,
         state,
     })
+}
+
+/// Checks every join of a stream with reference tables in a plan that
+/// also joins streams.
+fn check_lookup_joins(streams: &[String], plan: &LogicalPlan) -> Result<()> {
+    let mut problem = None;
+    plan.apply(|node| {
+        if let LogicalPlan::Join(join) = node {
+            for stream in streams {
+                let reads = |p: &LogicalPlan| {
+                    p.exists(|n| {
+                        Ok(matches!(n, LogicalPlan::TableScan(s) if s.table_name.table() == stream))
+                    })
+                    .unwrap_or(false)
+                };
+                let any_stream = |p: &LogicalPlan| {
+                    streams.iter().any(|s| {
+                        p.exists(|n| {
+                            Ok(matches!(n, LogicalPlan::TableScan(scan) if scan.table_name.table() == s))
+                        })
+                        .unwrap_or(false)
+                    })
+                };
+                // A side without streams is reference data.
+                if (reads(&join.left) && !any_stream(&join.right))
+                    || (reads(&join.right) && !any_stream(&join.left))
+                {
+                    problem = check_lookup_join(stream, join);
+                }
+            }
+        }
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    problem.map_or(Ok(()), |p| Err(Error::invalid(p)))
 }
 
 fn check_window(stream: &str, window: &Window, info: &StreamInfo) -> Result<Window> {
@@ -213,7 +389,8 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
                 match window {
                     None => Some(format!(
                         "aggregation over stream '{source}' needs a window: aggregate over \
-                         TUMBLE({source}, <time column>, <size>) or HOP({source}, <time column>, <slide>, <size>)"
+                         TUMBLE({source}, <time column>, <size>), HOP({source}, <time column>, <slide>, <size>) \
+                         or SESSION({source}, <time column>, <gap>)"
                     )),
                     Some(_) if !groups_by_window(&agg.group_expr) => Some(format!(
                         "GROUP BY must include window_start and window_end when aggregating over a window of '{source}'"
@@ -224,12 +401,8 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
             LogicalPlan::Distinct(_) => Some(
                 "SELECT DISTINCT is not supported in continuous queries; use GROUP BY over a window".into(),
             ),
-            LogicalPlan::Window(_) => Some(
-                "window functions (OVER) are not supported in continuous queries yet".into(),
-            ),
-            LogicalPlan::Join(_) => Some(
-                "joins are not supported in continuous queries yet".into(),
-            ),
+            LogicalPlan::Window(over) => check_window_functions(source, window, over),
+            LogicalPlan::Join(join) => check_lookup_join(source, join),
             LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => {
                 ordered = true;
                 None
@@ -266,6 +439,105 @@ fn check_plan(source: &str, window: Option<&Window>, plan: &LogicalPlan) -> Resu
         ));
     }
     Ok(aggregates == 1)
+}
+
+/// A join in a continuous query is a lookup join: each batch of the stream
+/// is joined with the current rows of reference tables. Only the stream's
+/// rows can be preserved (INNER, or an outer join on the stream's side):
+/// unmatched table rows would be emitted again with every batch.
+fn check_lookup_join(source: &str, join: &datafusion::logical_expr::Join) -> Option<String> {
+    use datafusion::logical_expr::JoinType;
+    let reads_stream = |plan: &LogicalPlan| {
+        plan.exists(|node| {
+            Ok(matches!(node, LogicalPlan::TableScan(scan) if scan.table_name.table() == source))
+        })
+        .unwrap_or(false)
+    };
+    let (left, right) = (reads_stream(&join.left), reads_stream(&join.right));
+    let (stream_left, allowed) = match (left, right) {
+        // A join of the stream with itself: `join::plan_stream_join` decides.
+        (true, true) => return None,
+        // Tables joined with each other, before the stream joins them.
+        (false, false) => return None,
+        (true, false) => (
+            true,
+            matches!(
+                join.join_type,
+                JoinType::Inner | JoinType::Left | JoinType::LeftSemi | JoinType::LeftAnti
+            ),
+        ),
+        (false, true) => (
+            false,
+            matches!(
+                join.join_type,
+                JoinType::Inner | JoinType::Right | JoinType::RightSemi | JoinType::RightAnti
+            ),
+        ),
+    };
+    if allowed {
+        return None;
+    }
+    let fix = if stream_left {
+        "INNER JOIN or LEFT JOIN with the stream on the left"
+    } else {
+        "INNER JOIN or RIGHT JOIN with the stream on the right"
+    };
+    Some(format!(
+        "{} JOIN of stream '{source}' with a table would emit the table's unmatched rows with \
+         every batch of the stream; a lookup join keeps the stream's rows: use {fix}",
+        join.join_type.to_string().to_uppercase()
+    ))
+}
+
+/// Window functions (`OVER`) run when a window closes, over that window's
+/// aggregated rows: the window Top-N shape, `ROW_NUMBER() OVER (PARTITION
+/// BY window_start ORDER BY x DESC) <= N` in a subquery over a windowed
+/// aggregate. Anywhere else they would need every row of the stream.
+fn check_window_functions(
+    source: &str,
+    window: Option<&Window>,
+    over: &datafusion::logical_expr::Window,
+) -> Option<String> {
+    let top_n = "ROW_NUMBER() OVER (PARTITION BY window_start ORDER BY ...) in a subquery \
+                 over a windowed GROUP BY";
+    let Some(window) = window else {
+        return Some(format!(
+            "window functions (OVER) over stream '{source}' need a windowed aggregation below \
+             them, for example the Top-N per window: {top_n}"
+        ));
+    };
+    if !matches!(window.kind, WindowKind::Tumble | WindowKind::Hop) {
+        return Some(format!(
+            "window functions (OVER) run over TUMBLE or HOP windows, not {}",
+            window.function()
+        ));
+    }
+    let above_aggregate = over
+        .input
+        .exists(|node| Ok(matches!(node, LogicalPlan::Aggregate(_))))
+        .unwrap_or(false);
+    if !above_aggregate {
+        return Some(format!(
+            "window functions (OVER) over '{source}' must apply to the windowed aggregate's \
+             rows, each window's rows when it closes: {top_n}"
+        ));
+    }
+    for expr in &over.window_expr {
+        let Expr::WindowFunction(function) = expr.clone().unalias_nested().data else {
+            continue;
+        };
+        let partitioned = function.params.partition_by.iter().any(
+            |e| matches!(e.clone().unalias_nested().data, Expr::Column(c) if c.name == WINDOW_START),
+        );
+        if !partitioned {
+            return Some(format!(
+                "{} must be partitioned by window_start (PARTITION BY window_start[, keys]): \
+                 a continuous query sees one window's rows at a time",
+                expr.schema_name()
+            ));
+        }
+    }
+    None
 }
 
 /// `window_end` is `window_start + size`, so grouping by both makes every

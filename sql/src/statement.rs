@@ -9,11 +9,15 @@ use crate::Options;
 pub enum Statement {
     /// `CREATE STREAM`.
     CreateStream(CreateStream),
+    /// `CREATE TABLE name [(columns)] WITH (connector = 'delta' | 'parquet'
+    /// | 'file', path = ...)`: reference data streams are joined with. It
+    /// has the shape of a stream declaration, without a WATERMARK.
+    CreateTable(CreateStream),
     /// `CREATE MATERIALIZED VIEW ... AS SELECT`.
     CreateView(CreateQuery),
     /// `CREATE SINK ... AS SELECT`.
     CreateSink(CreateQuery),
-    /// `SHOW STREAMS | VIEWS | SINKS | JOBS`.
+    /// `SHOW STREAMS | TABLES | VIEWS | SINKS | JOBS`.
     Show(ShowTarget),
     /// `DESCRIBE name`.
     Describe(String),
@@ -32,7 +36,7 @@ pub enum Statement {
     /// `INSERT INTO stream VALUES (...)` or `INSERT INTO stream SELECT ...`:
     /// publishes rows into a stream's topic.
     Insert(Box<ast::Statement>),
-    /// `DROP STREAM | MATERIALIZED VIEW | SINK [IF EXISTS] name`.
+    /// `DROP STREAM | TABLE | MATERIALIZED VIEW | SINK [IF EXISTS] name`.
     Drop {
         /// What is dropped.
         kind: ObjectKind,
@@ -92,6 +96,8 @@ pub enum RestartFrom {
 pub enum ShowTarget {
     /// Streams.
     Streams,
+    /// Reference tables.
+    Tables,
     /// Materialized views.
     Views,
     /// Sinks.

@@ -1,6 +1,9 @@
 use std::collections::BTreeSet;
 use std::ops::ControlFlow;
 
+use arrow::datatypes::Schema;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::logical_expr::{Expr as LogicalExpr, LogicalPlan};
 use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, Ident, ObjectName, ObjectNamePart, TableAlias,
     TableFactor, VisitMut, VisitorMut,
@@ -25,27 +28,40 @@ pub enum WindowKind {
     Tumble,
     /// `HOP(stream, col, slide, size)`: fixed windows starting every `slide`.
     Hop,
+    /// `SESSION(stream, col, gap)`: per GROUP BY key, a maximal run of events
+    /// less than `gap` apart; `window_start` is the first event's time and
+    /// `window_end` the last event's time + `gap`.
+    Session,
 }
 
 /// A window table function applied to a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Window {
-    /// Tumbling or hopping.
+    /// Tumbling, hopping or session.
     pub kind: WindowKind,
     /// The event-time column rows are assigned by.
     pub time_column: String,
-    /// Window length in nanoseconds.
+    /// Window length in nanoseconds; for SESSION the gap (see
+    /// [`Window::gap`]), as a session's length depends on its events.
     pub size: i64,
-    /// Distance between window starts in nanoseconds (`size` for TUMBLE).
+    /// Distance between window starts in nanoseconds (`size` for TUMBLE;
+    /// the gap for SESSION, whose windows have no fixed starts).
     pub slide: i64,
 }
 
 impl Window {
     /// The width of a pane: the largest interval that divides both the size
     /// and the slide, so every window is a whole number of panes and each row
-    /// is aggregated into exactly one pane.
+    /// is aggregated into exactly one pane. Meaningless for SESSION (it is
+    /// the gap there).
     pub fn pane(&self) -> i64 {
         gcd(self.size, self.slide)
+    }
+
+    /// For a SESSION window, the gap in nanoseconds: events of one key less
+    /// than this apart belong to the same session. `None` for fixed windows.
+    pub fn gap(&self) -> Option<i64> {
+        (self.kind == WindowKind::Session).then_some(self.size)
     }
 
     /// The SQL function name, for messages.
@@ -53,6 +69,7 @@ impl Window {
         match self.kind {
             WindowKind::Tumble => "TUMBLE",
             WindowKind::Hop => "HOP",
+            WindowKind::Session => "SESSION",
         }
     }
 }
@@ -120,10 +137,11 @@ impl VisitorMut for WindowFinder {
         let kind = match function.as_str() {
             "TUMBLE" => WindowKind::Tumble,
             "HOP" => WindowKind::Hop,
+            "SESSION" => WindowKind::Session,
             _ => {
                 return ControlFlow::Break(Error::invalid(format!(
-                    "unknown table function '{name}'; windows are TUMBLE(stream, time_column, size) \
-                     and HOP(stream, time_column, slide, size)"
+                    "unknown table function '{name}'; windows are TUMBLE(stream, time_column, size), \
+                     HOP(stream, time_column, slide, size) and SESSION(stream, time_column, gap)"
                 )));
             }
         };
@@ -171,6 +189,7 @@ fn parse_window_call(kind: WindowKind, args: &[FunctionArg]) -> Result<WindowCal
     let (function, usage) = match kind {
         WindowKind::Tumble => ("TUMBLE", "TUMBLE(stream, time_column, size)"),
         WindowKind::Hop => ("HOP", "HOP(stream, time_column, slide, size)"),
+        WindowKind::Session => ("SESSION", "SESSION(stream, time_column, gap)"),
     };
     let exprs = args
         .iter()
@@ -181,7 +200,7 @@ fn parse_window_call(kind: WindowKind, args: &[FunctionArg]) -> Result<WindowCal
             ))),
         })
         .collect::<Result<Vec<_>>>()?;
-    let expected = if kind == WindowKind::Tumble { 3 } else { 4 };
+    let expected = if kind == WindowKind::Hop { 4 } else { 3 };
     if exprs.len() != expected {
         return Err(Error::invalid(format!(
             "{function} takes {expected} arguments: {usage}; found {}",
@@ -212,6 +231,14 @@ fn parse_window_call(kind: WindowKind, args: &[FunctionArg]) -> Result<WindowCal
             }
             (size, slide)
         }
+        WindowKind::Session => {
+            let gap = interval_nanos(exprs[2]).map_err(|e| {
+                Error::invalid(format!(
+                    "the gap of SESSION must be a positive interval such as INTERVAL '5' MINUTE: {e}"
+                ))
+            })?;
+            (gap, gap)
+        }
     };
     Ok(WindowCall {
         stream,
@@ -222,6 +249,67 @@ fn parse_window_call(kind: WindowKind, args: &[FunctionArg]) -> Result<WindowCal
             slide,
         },
     })
+}
+
+/// Checks a planned query over a SESSION window of stream `source` (whose
+/// columns are `stream`): sessions are formed per GROUP BY key, so the
+/// query must aggregate, and its keys must be plain columns of the stream.
+pub(crate) fn check_session(
+    source: &str,
+    stream: &Schema,
+    plan: &LogicalPlan,
+    aggregates: bool,
+) -> Result<()> {
+    if !aggregates {
+        return Err(Error::invalid(format!(
+            "a SESSION window over '{source}' needs an aggregation: a session's rows are known \
+             only when it closes; GROUP BY the session key and window_start, window_end, e.g. \
+             SELECT <key>, window_start, window_end, count(*) FROM SESSION({source}, <time column>, <gap>) \
+             GROUP BY <key>, window_start, window_end"
+        )));
+    }
+    let mut problem = None;
+    plan.apply(|node| {
+        problem = match node {
+            LogicalPlan::Sort(_) | LogicalPlan::Limit(_) => Some(Error::invalid(format!(
+                "ORDER BY and LIMIT are not supported over a SESSION window of '{source}': each \
+                 session yields one row per key when it closes; order or limit the view's rows \
+                 with an ad-hoc SELECT instead"
+            ))),
+            // The optimizer pushes a filter on group columns below the
+            // aggregate, where a row's window columns are still its own
+            // event's, not its session's bounds.
+            LogicalPlan::Filter(filter)
+                if filter
+                    .predicate
+                    .column_refs()
+                    .iter()
+                    .any(|c| c.name == WINDOW_START || c.name == WINDOW_END) =>
+            {
+                Some(Error::invalid(format!(
+                    "filters on window_start or window_end of a SESSION window over '{source}' \
+                     are not supported: a session's bounds are known only when it closes; \
+                     filter the view's rows with an ad-hoc SELECT instead"
+                )))
+            }
+            LogicalPlan::Aggregate(agg) => agg.group_expr.iter().find_map(|e| match e {
+                LogicalExpr::Column(c) if c.name == WINDOW_START || c.name == WINDOW_END => None,
+                LogicalExpr::Column(c) if stream.field_with_name(&c.name).is_ok() => None,
+                other => Some(Error::invalid(format!(
+                    "the GROUP BY of a SESSION window over '{source}' must list columns of the \
+                     stream (the session key) besides window_start and window_end; found {other}: \
+                     group by a column of '{source}' instead"
+                ))),
+            }),
+            _ => None,
+        };
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    problem.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]
@@ -276,10 +364,58 @@ mod tests {
         let (_, r) = rewrite("SELECT * FROM HOP(t, ts, INTERVAL '2' MINUTE, INTERVAL '1' MINUTE)");
         assert!(r.unwrap_err().to_string().contains("must not exceed"));
         let (_, r) = rewrite("SELECT * FROM SESSIONIZE(t, ts)");
-        assert!(
-            r.unwrap_err()
-                .to_string()
-                .contains("unknown table function")
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("unknown table function"), "{e}");
+        assert!(e.contains("SESSION(stream, time_column, gap)"), "{e}");
+    }
+
+    #[test]
+    fn session_gap_is_its_size() {
+        let (sql, r) = rewrite(
+            "SELECT k, count(*) FROM SESSION(clicks, ts, INTERVAL '5' MINUTE) GROUP BY k, window_start, window_end",
         );
+        let w = &r.unwrap().windows[0].window;
+        assert_eq!(w.kind, WindowKind::Session);
+        assert_eq!(w.function(), "SESSION");
+        assert_eq!(w.gap(), Some(300_000_000_000));
+        assert_eq!((w.size, w.slide), (300_000_000_000, 300_000_000_000));
+        assert!(sql.contains("FROM \"clicks\" AS clicks"), "{sql}");
+        let (_, r) = rewrite("SELECT * FROM TUMBLE(t, ts, INTERVAL '1' MINUTE)");
+        assert_eq!(r.unwrap().windows[0].window.gap(), None);
+    }
+
+    #[test]
+    fn malformed_sessions_explain_usage() {
+        for (sql, expected) in [
+            (
+                "SELECT * FROM SESSION(t, ts)",
+                "SESSION takes 3 arguments: SESSION(stream, time_column, gap); found 2",
+            ),
+            (
+                "SELECT * FROM SESSION(t, ts, INTERVAL '1' SECOND, INTERVAL '2' SECOND)",
+                "SESSION takes 3 arguments",
+            ),
+            (
+                "SELECT * FROM SESSION(t, ts, INTERVAL '0' SECOND)",
+                "the gap of SESSION must be a positive interval such as INTERVAL '5' MINUTE: \
+                 invalid interval INTERVAL '0' SECOND: must be positive",
+            ),
+            (
+                "SELECT * FROM SESSION(t, ts, INTERVAL '-3' SECOND)",
+                "must be positive",
+            ),
+            (
+                "SELECT * FROM SESSION(t, ts, INTERVAL '1' MONTH)",
+                "months and years have no fixed length",
+            ),
+            (
+                "SELECT * FROM SESSION(t, 'ts', INTERVAL '1' SECOND)",
+                "the second (time column) argument of SESSION must be a name",
+            ),
+        ] {
+            let (_, r) = rewrite(sql);
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains(expected), "{sql}: {e}");
+        }
     }
 }

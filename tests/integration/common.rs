@@ -94,9 +94,15 @@ pub fn output_within(command: &mut Command, stdin: Option<&str>, timeout: Durati
 /// Starts `fibers run` in the background, its output going to
 /// `DIR/fibers.stdout` and `DIR/fibers.stderr`.
 pub fn fibers_spawn(dir: &Path, sql: &str, extra: &[&str]) -> Child {
+    fibers_spawn_logging(dir, sql, extra, "warn")
+}
+
+/// [`fibers_spawn`] with the log filter `FIBERS_LOG` = `log`.
+pub fn fibers_spawn_logging(dir: &Path, sql: &str, extra: &[&str], log: &str) -> Child {
     let stdout = std::fs::File::create(dir.join("fibers.stdout")).expect("create stdout file");
     let stderr = std::fs::File::create(dir.join("fibers.stderr")).expect("create stderr file");
     fibers_command(dir, sql, extra)
+        .env("FIBERS_LOG", log)
         .stdout(stdout)
         .stderr(stderr)
         .spawn()

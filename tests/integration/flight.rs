@@ -209,6 +209,7 @@ async fn metadata_for_browsing_clients() {
             "| MATERIALIZED VIEW |",
             "| SINK              |",
             "| STREAM            |",
+            "| TABLE             |",
             "+-------------------+",
         ]
     );

@@ -283,7 +283,7 @@ def adbc_metadata(conn):
     expect_error(lambda: conn.adbc_get_table_schema("missing"), "No table found")
 
     types = conn.adbc_get_table_types()
-    assert types == ["MATERIALIZED VIEW", "SINK", "STREAM"], types
+    assert types == ["MATERIALIZED VIEW", "SINK", "STREAM", "TABLE"], types
     info = conn.adbc_get_info()
     assert info["vendor_name"] == "DataFibers", info
     print(

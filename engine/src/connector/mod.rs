@@ -6,6 +6,7 @@ pub(crate) mod file;
 pub(crate) mod kafka;
 pub mod stocks;
 mod stocks_source;
+pub(crate) mod union;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,6 +115,8 @@ pub(crate) enum ConnectorConfig {
     Stocks(StocksSourceConfig),
     File(FileConfig),
     Kafka(KafkaConfig),
+    /// Two streams a job joins, read as one (see [`union`]).
+    Union(Box<[StreamDef; 2]>),
 }
 
 impl StreamDef {
@@ -246,6 +249,7 @@ impl StreamDef {
             ConnectorConfig::Stocks(c) => c.generator.limit.is_some(),
             ConnectorConfig::File(_) => true,
             ConnectorConfig::Kafka(c) => c.end_at_latest,
+            ConnectorConfig::Union(streams) => streams.iter().all(StreamDef::bounded),
         }
     }
 
@@ -337,6 +341,9 @@ impl StreamDef {
             ConnectorConfig::File(_) | ConnectorConfig::Stocks(_) => {
                 self.open(batch_size).map(Some)
             }
+            ConnectorConfig::Union(_) => Err(Error::invalid(
+                "the input of a join is not a stream one can subscribe to",
+            )),
         }
     }
 
@@ -351,6 +358,12 @@ impl StreamDef {
                 self.connector_name()
             )))
         };
+        if let ConnectorConfig::Union(streams) = &mut def.connector {
+            for stream in streams.iter_mut() {
+                *stream = stream.replaying(from)?;
+            }
+            return Ok(def);
+        }
         match (&mut def.connector, from) {
             (ConnectorConfig::Kafka(c), from) => {
                 c.start = match from {
@@ -366,6 +379,8 @@ impl StreamDef {
             // A live feed has no past: it goes on with what it makes next.
             (ConnectorConfig::Stocks(c), ReplayFrom::Latest) if c.live_start => {}
             (ConnectorConfig::File(_), ReplayFrom::Earliest) => {}
+            // Handled above, each stream on its own.
+            (ConnectorConfig::Union(_), _) => {}
             (_, ReplayFrom::Latest) => return refuse("LATEST"),
             (_, ReplayFrom::Timestamp(_)) => return refuse("a TIMESTAMP"),
         }
@@ -378,6 +393,9 @@ impl StreamDef {
         match &self.connector {
             ConnectorConfig::Stocks(_) | ConnectorConfig::File(_) => None,
             ConnectorConfig::Kafka(c) => Some(c.idle_timeout),
+            ConnectorConfig::Union(streams) => {
+                streams.iter().filter_map(StreamDef::idle_timeout).min()
+            }
         }
     }
 
@@ -408,6 +426,36 @@ impl StreamDef {
                 batch_size,
                 c.dead_letters.clone(),
             )?),
+            ConnectorConfig::Union(streams) => {
+                let [first, second] = streams.as_ref();
+                Box::new(union::UnionSource::new(
+                    &[first, second],
+                    [first.open(batch_size)?, second.open(batch_size)?],
+                    Arc::clone(&self.schema),
+                )?)
+            }
+        })
+    }
+
+    /// Two streams read as one, for a job joining them. Both must have
+    /// event time; the watermark waits for the larger of their delays.
+    pub fn union(first: &StreamDef, second: &StreamDef) -> Result<StreamDef> {
+        for stream in [first, second] {
+            if stream.arrival_time {
+                return Err(Error::invalid(format!(
+                    "stream '{}' has no WATERMARK: joins of streams need event time on both; \
+                     declare `WATERMARK FOR <column> AS <column> - INTERVAL '5' SECOND`",
+                    stream.name
+                )));
+            }
+        }
+        Ok(StreamDef {
+            name: format!("{}+{}", first.name, second.name),
+            schema: union::union_schema(&[first, second]),
+            time_column: union::TIME_COLUMN.to_string(),
+            delay_nanos: first.delay_nanos.max(second.delay_nanos),
+            arrival_time: false,
+            connector: ConnectorConfig::Union(Box::new([first.clone(), second.clone()])),
         })
     }
 }
@@ -417,6 +465,7 @@ fn connector_name(connector: &ConnectorConfig) -> &'static str {
         ConnectorConfig::Stocks(_) => "stocks",
         ConnectorConfig::File(_) => "file",
         ConnectorConfig::Kafka(_) => "kafka",
+        ConnectorConfig::Union(_) => "join",
     }
 }
 
@@ -426,6 +475,7 @@ fn valid_options(connector: &ConnectorConfig) -> Vec<&'static str> {
         ConnectorConfig::Stocks(_) => stocks_source::OPTIONS,
         ConnectorConfig::File(_) => file::OPTIONS,
         ConnectorConfig::Kafka(_) => kafka::OPTIONS,
+        ConnectorConfig::Union(_) => &[],
     });
     valid
 }

@@ -1,5 +1,7 @@
 //! Operators: what a job does between its source and its archive.
 
+mod join;
+mod session;
 mod stateless;
 mod window;
 
@@ -10,11 +12,15 @@ use arrow::datatypes::{DataType, SchemaRef, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::execution::TaskContext;
-use fibers_sql::{ContinuousQuery, Window};
+use fibers_sql::{ContinuousQuery, StreamJoin, Window};
+
+use crate::connector::union::UnionLayout;
+use crate::connector::{ConnectorConfig, StreamDef};
 
 use crate::checkpoint::OperatorState;
 use crate::watermark::event_times;
 use crate::{Error, Result};
+pub(crate) use session::SessionAggregate;
 pub(crate) use stateless::Stateless;
 pub(crate) use window::WindowAggregate;
 
@@ -55,12 +61,57 @@ pub(crate) trait Operator: Send {
 ///
 /// `skip_through`: windows ending at or before this watermark were committed
 /// by an earlier run of the job and are not emitted again.
+///
+/// `stream` is what the job reads: the query's stream, or for a join of
+/// two streams both read as one.
 pub(crate) async fn build(
     query: &ContinuousQuery,
+    stream: &StreamDef,
     ctx: Arc<TaskContext>,
     skip_through: Option<i64>,
 ) -> Result<Box<dyn Operator>> {
     let plan = query.state.create_physical_plan(&query.plan).await?;
+    if let Some(kind) = &query.join {
+        let router = match &stream.connector {
+            ConnectorConfig::Union(streams) => {
+                let [first, second] = streams.as_ref();
+                join::Router::Union(UnionLayout::new(&[first, second]))
+            }
+            _ => join::Router::Single,
+        };
+        let state = (
+            Arc::clone(&stream.schema),
+            stream.schema.index_of(&stream.time_column)?,
+        );
+        return Ok(match kind {
+            StreamJoin::Windowed => Box::new(join::WindowJoin::new(
+                query,
+                plan,
+                router,
+                state,
+                ctx,
+                skip_through,
+            )?),
+            StreamJoin::Interval { .. } => {
+                Box::new(join::IntervalJoin::new(query, plan, router, state, ctx)?)
+            }
+        });
+    }
+    if let Some((window, gap)) = query.window.as_ref().and_then(|w| Some((w, w.gap()?))) {
+        if !query.aggregates {
+            return Err(Error::invalid(
+                "a SESSION window needs an aggregation: GROUP BY <key>, window_start, window_end",
+            ));
+        }
+        let assigner = WindowAssigner::session(window, gap, &query.input_schema)?;
+        return Ok(Box::new(SessionAggregate::new(
+            gap,
+            assigner,
+            plan,
+            ctx,
+            skip_through,
+        )?));
+    }
     let assigner = match &query.window {
         None => None,
         Some(w) => Some(WindowAssigner::new(
@@ -118,6 +169,15 @@ impl WindowAssigner {
             time_zone,
             input_schema: Arc::clone(input_schema),
         })
+    }
+
+    /// For a SESSION window: each row gets the session of its own event,
+    /// `[time, time + gap)`, which the session operator then merges.
+    fn session(window: &Window, gap: i64, input_schema: &SchemaRef) -> Result<Self> {
+        let mut assigner = Self::new(window, input_schema, false)?;
+        assigner.unit = 1;
+        assigner.length = gap;
+        Ok(assigner)
     }
 
     /// The pane width (or window size) rows are assigned by.

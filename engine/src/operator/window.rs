@@ -79,45 +79,8 @@ impl WindowAggregate {
         let input = input_slot(&split.partial)
             .ok_or_else(|| Error::invalid("the aggregation does not read its stream"))?;
 
-        let emit_input = BatchSlot::default();
-        let emit_leaf: Arc<dyn ExecutionPlan> = Arc::new(SlotExec::new(
-            Arc::clone(&state_schema),
-            None,
-            emit_input.clone(),
-        )?);
-        let partial_ptr = Arc::as_ptr(&split.partial) as *const ();
-        let emit = Arc::clone(&plan)
-            .transform_down(|node| {
-                Ok(if Arc::as_ptr(&node) as *const () == partial_ptr {
-                    Transformed::yes(Arc::clone(&emit_leaf))
-                } else {
-                    Transformed::no(node)
-                })
-            })?
-            .data;
-
-        let reduce_input = BatchSlot::default();
-        let reduce_leaf = Arc::new(SlotExec::new(
-            Arc::clone(&state_schema),
-            None,
-            reduce_input.clone(),
-        )?);
-        let final_agg = split.final_agg();
-        let reduce = AggregateExec::try_new(
-            AggregateMode::PartialReduce,
-            final_agg.group_expr().clone(),
-            final_agg.aggr_expr().to_vec(),
-            vec![None; final_agg.aggr_expr().len()],
-            reduce_leaf,
-            Arc::clone(&state_schema),
-        )?;
-        if reduce.schema().fields() != state_schema.fields() {
-            return Err(Error::invalid(format!(
-                "cannot compact partial aggregates: state schema {} differs from {}",
-                reduce.schema(),
-                state_schema
-            )));
-        }
+        let (emit_input, emit) = split.emit_plan(&plan)?;
+        let (reduce_input, reduce) = split.reduce_plan()?;
         Ok(WindowAggregate {
             pane: assigner.unit(),
             window,
@@ -126,7 +89,7 @@ impl WindowAggregate {
             input,
             partial: Reusable::new(Arc::clone(&split.partial)),
             reduce_input,
-            reduce: Reusable::new(Arc::new(reduce)),
+            reduce: Reusable::new(reduce),
             emit_input,
             emit: Reusable::new(emit),
             state_schema,
@@ -281,13 +244,13 @@ impl Operator for WindowAggregate {
 
 /// A physical plan cut at its aggregation: the partial aggregate (with
 /// everything below it) and the final aggregate above it.
-struct Split {
-    partial: Arc<dyn ExecutionPlan>,
+pub(super) struct Split {
+    pub partial: Arc<dyn ExecutionPlan>,
     final_: Arc<dyn ExecutionPlan>,
 }
 
 impl Split {
-    fn of(plan: &Arc<dyn ExecutionPlan>) -> Result<Self> {
+    pub fn of(plan: &Arc<dyn ExecutionPlan>) -> Result<Self> {
         let final_ = find(plan, &|agg| {
             matches!(
                 agg.mode(),
@@ -310,7 +273,60 @@ impl Split {
         Ok(Split { partial, final_ })
     }
 
-    fn partial_agg(&self) -> &AggregateExec {
+    /// The plan with the partial aggregate (and everything below it)
+    /// replaced by a leaf yielding partial states put into the returned
+    /// slot: the final aggregate and the rest of the plan, run when a
+    /// window closes.
+    pub fn emit_plan(
+        &self,
+        plan: &Arc<dyn ExecutionPlan>,
+    ) -> Result<(BatchSlot, Arc<dyn ExecutionPlan>)> {
+        let input = BatchSlot::default();
+        let leaf: Arc<dyn ExecutionPlan> =
+            Arc::new(SlotExec::new(self.partial.schema(), None, input.clone())?);
+        let partial_ptr = Arc::as_ptr(&self.partial) as *const ();
+        let emit = Arc::clone(plan)
+            .transform_down(|node| {
+                Ok(if Arc::as_ptr(&node) as *const () == partial_ptr {
+                    Transformed::yes(Arc::clone(&leaf))
+                } else {
+                    Transformed::no(node)
+                })
+            })?
+            .data;
+        Ok((input, emit))
+    }
+
+    /// A partial-reduce aggregate merging the partial states put into the
+    /// returned slot into one state per group, in the same schema.
+    pub fn reduce_plan(&self) -> Result<(BatchSlot, Arc<dyn ExecutionPlan>)> {
+        let state_schema = self.partial.schema();
+        let input = BatchSlot::default();
+        let leaf = Arc::new(SlotExec::new(
+            Arc::clone(&state_schema),
+            None,
+            input.clone(),
+        )?);
+        let final_agg = self.final_agg();
+        let reduce = AggregateExec::try_new(
+            AggregateMode::PartialReduce,
+            final_agg.group_expr().clone(),
+            final_agg.aggr_expr().to_vec(),
+            vec![None; final_agg.aggr_expr().len()],
+            leaf,
+            Arc::clone(&state_schema),
+        )?;
+        if reduce.schema().fields() != state_schema.fields() {
+            return Err(Error::invalid(format!(
+                "cannot compact partial aggregates: state schema {} differs from {}",
+                reduce.schema(),
+                state_schema
+            )));
+        }
+        Ok((input, Arc::new(reduce)))
+    }
+
+    pub fn partial_agg(&self) -> &AggregateExec {
         self.partial
             .downcast_ref::<AggregateExec>()
             .expect("Split::of only keeps AggregateExec nodes")

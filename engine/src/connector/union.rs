@@ -1,0 +1,267 @@
+//! The input of a job that joins two streams: both streams read as one
+//! source, so the job's machinery (per-partition watermarks, late rows,
+//! barriers, positions) works unchanged.
+//!
+//! Each row of either stream becomes a row of the union schema:
+//! `_input` (0 or 1, which stream), `_join_time` (the row's event time in
+//! nanoseconds), then the first stream's columns and the second stream's,
+//! NULL on the other stream's side. Partitions of the second stream are
+//! numbered from [`SECOND_PARTITIONS`], so each keeps its own watermark and
+//! the job's watermark is the minimum over both streams. The join's
+//! operator splits the rows back by `_input`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{ArrayRef, UInt8Array, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use serde_json::json;
+
+use super::{Poll, Source, StreamDef, bad_position};
+use crate::watermark::event_times;
+use crate::{Error, Result};
+
+/// Which stream a union row comes from.
+pub(crate) const INPUT_COLUMN: &str = "_input";
+/// A union row's event time, in nanoseconds.
+pub(crate) const TIME_COLUMN: &str = "_join_time";
+/// Partition numbers of the second stream start here.
+pub(crate) const SECOND_PARTITIONS: u32 = 1 << 20;
+
+/// The union schema of `streams`: `_input`, `_join_time`, then each
+/// stream's columns, named `stream.column`.
+pub(crate) fn union_schema(streams: &[&StreamDef; 2]) -> SchemaRef {
+    let mut fields = vec![
+        Field::new(INPUT_COLUMN, DataType::UInt8, false),
+        Field::new(
+            TIME_COLUMN,
+            DataType::Timestamp(TimeUnit::Nanosecond, None),
+            true,
+        ),
+    ];
+    for stream in streams {
+        for field in stream.schema.fields() {
+            fields.push(Field::new(
+                format!("{}.{}", stream.name, field.name()),
+                field.data_type().clone(),
+                true,
+            ));
+        }
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Where each stream's columns are in the union schema.
+#[derive(Debug, Clone)]
+pub(crate) struct UnionLayout {
+    /// Column ranges of the two streams.
+    pub columns: [std::ops::Range<usize>; 2],
+    /// Each stream's own schema.
+    pub schemas: [SchemaRef; 2],
+}
+
+impl UnionLayout {
+    pub fn new(streams: &[&StreamDef; 2]) -> Self {
+        let first = 2..2 + streams[0].schema.fields().len();
+        let second = first.end..first.end + streams[1].schema.fields().len();
+        UnionLayout {
+            columns: [first, second],
+            schemas: [
+                Arc::clone(&streams[0].schema),
+                Arc::clone(&streams[1].schema),
+            ],
+        }
+    }
+
+    /// The rows of `input` (0 or 1) in `batch`, still union rows; `None`
+    /// if there are none.
+    pub fn rows_of(&self, batch: &RecordBatch, input: usize) -> Result<Option<RecordBatch>> {
+        let tags = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<UInt8Array>()
+            .ok_or_else(|| Error::invalid("a join's input rows lack their '_input' column"))?;
+        let wanted = input as u8;
+        if tags.values().iter().all(|&t| t == wanted) {
+            return Ok((batch.num_rows() > 0).then(|| batch.clone()));
+        }
+        if tags.values().iter().all(|&t| t != wanted) {
+            return Ok(None);
+        }
+        let mask = arrow::compute::kernels::cmp::eq(tags, &UInt8Array::new_scalar(wanted))?;
+        Ok(Some(arrow::compute::filter_record_batch(batch, &mask)?))
+    }
+
+    /// Union rows of `input` in that stream's own schema.
+    pub fn project(&self, rows: &RecordBatch, input: usize) -> Result<RecordBatch> {
+        let columns = rows.columns()[self.columns[input].clone()].to_vec();
+        Ok(RecordBatch::try_new(
+            Arc::clone(&self.schemas[input]),
+            columns,
+        )?)
+    }
+}
+
+/// Two sources read as one, round-robin.
+pub(crate) struct UnionSource {
+    sources: [Box<dyn Source>; 2],
+    time_columns: [usize; 2],
+    schema: SchemaRef,
+    /// Column count of the first stream, then of the second.
+    widths: [usize; 2],
+    ended: [bool; 2],
+    /// Which source to poll first next time.
+    next: usize,
+    partitions: Vec<u32>,
+}
+
+impl UnionSource {
+    pub fn new(
+        streams: &[&StreamDef; 2],
+        sources: [Box<dyn Source>; 2],
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        let time_column = |s: &StreamDef| s.schema.index_of(&s.time_column).map_err(Error::from);
+        Ok(UnionSource {
+            sources,
+            time_columns: [time_column(streams[0])?, time_column(streams[1])?],
+            schema,
+            widths: [
+                streams[0].schema.fields().len(),
+                streams[1].schema.fields().len(),
+            ],
+            ended: [false; 2],
+            next: 0,
+            partitions: Vec::new(),
+        })
+    }
+
+    /// `batch` of stream `input` as union rows.
+    fn widen(&self, input: usize, batch: RecordBatch) -> Result<RecordBatch> {
+        let rows = batch.num_rows();
+        let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
+        columns.push(Arc::new(UInt8Array::from_value(input as u8, rows)));
+        let times = event_times(batch.column(self.time_columns[input]))?;
+        columns.push(arrow::compute::cast(
+            &times,
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )?);
+        let mut offset = 2;
+        for (side, width) in self.widths.iter().enumerate() {
+            for i in 0..*width {
+                let field = self.schema.field(offset + i);
+                columns.push(if side == input {
+                    Arc::clone(batch.column(i))
+                } else {
+                    new_null_array(field.data_type(), rows)
+                });
+            }
+            offset += width;
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
+    }
+}
+
+impl UnionSource {
+    /// Both sources' partitions, numbered apart (sources learn theirs as
+    /// they connect).
+    fn refresh_partitions(&mut self) {
+        let count = self.sources[0].partitions().len() + self.sources[1].partitions().len();
+        if count == self.partitions.len() {
+            return;
+        }
+        self.partitions.clear();
+        for input in 0..2 {
+            let partitions = self.sources[input].partitions().iter();
+            self.partitions
+                .extend(partitions.map(|&p| to_union(input, p)));
+        }
+    }
+}
+
+fn to_union(input: usize, partition: u32) -> u32 {
+    if input == 0 {
+        partition
+    } else {
+        partition + SECOND_PARTITIONS
+    }
+}
+
+impl Source for UnionSource {
+    fn poll(&mut self) -> Result<Poll> {
+        self.refresh_partitions();
+        let mut wait: Option<Duration> = None;
+        for turn in 0..2 {
+            let input = (self.next + turn) % 2;
+            if self.ended[input] {
+                continue;
+            }
+            match self.sources[input].poll()? {
+                Poll::Batch(partition, batch) => {
+                    // The other source goes first next time.
+                    self.next = (input + 1) % 2;
+                    let batch = self.widen(input, batch)?;
+                    return Ok(Poll::Batch(to_union(input, partition), batch));
+                }
+                Poll::Idle(d) => wait = Some(wait.map_or(d, |w| w.min(d))),
+                Poll::End => self.ended[input] = true,
+            }
+        }
+        Ok(match wait {
+            Some(d) => Poll::Idle(d),
+            None if self.ended == [true, true] => Poll::End,
+            // One source ended just now; the other has not answered.
+            None => Poll::Idle(Duration::ZERO),
+        })
+    }
+
+    fn bad_rows(&self) -> u64 {
+        self.sources[0].bad_rows() + self.sources[1].bad_rows()
+    }
+
+    fn partitions(&self) -> &[u32] {
+        &self.partitions
+    }
+
+    fn health(&self) -> Option<String> {
+        match (self.sources[0].health(), self.sources[1].health()) {
+            (Some(a), Some(b)) => Some(format!("{a}; {b}")),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn backlogged(&mut self) -> Vec<u32> {
+        let mut backlogged = Vec::new();
+        for input in 0..2 {
+            backlogged.extend(
+                self.sources[input]
+                    .backlogged()
+                    .into_iter()
+                    .map(|p| to_union(input, p)),
+            );
+        }
+        backlogged
+    }
+
+    fn position(&self) -> Option<serde_json::Value> {
+        Some(json!([
+            self.sources[0].position()?,
+            self.sources[1].position()?
+        ]))
+    }
+
+    fn seek(&mut self, position: &serde_json::Value) -> Result<()> {
+        match position.as_array().map(Vec::as_slice) {
+            Some([first, second]) => {
+                self.sources[0].seek(first)?;
+                self.sources[1].seek(second)
+            }
+            _ => Err(bad_position(
+                "the joined streams",
+                position,
+                "expected the positions of two streams",
+            )),
+        }
+    }
+}

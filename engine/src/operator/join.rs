@@ -1,0 +1,460 @@
+//! Joins of streams (see `fibers_sql::StreamJoin`): windowed joins, which
+//! buffer rows per window and run the query over a window's rows when the
+//! watermark closes it, and interval joins, which join each arriving batch
+//! with the other stream's buffered rows and drop rows once the watermark
+//! makes a match impossible.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, TimestampNanosecondArray};
+use arrow::compute::kernels::cmp::{eq, gt_eq};
+use arrow::compute::{concat_batches, filter_record_batch};
+use arrow::datatypes::{SchemaRef, TimestampNanosecondType};
+use arrow::record_batch::RecordBatch;
+use async_trait::async_trait;
+use datafusion::execution::TaskContext;
+use datafusion::physical_plan::ExecutionPlan;
+use fibers_sql::{ContinuousQuery, Window};
+
+use super::{Operator, WindowAssigner, floor_to};
+use crate::checkpoint::OperatorState;
+use crate::connector::union::UnionLayout;
+use crate::plan::{BatchSlot, Reusable, input_slots, run};
+use crate::watermark::event_times;
+use crate::{Error, Result};
+
+/// Buffered batches of one side are merged into one once there are this
+/// many.
+const COMPACT_AT: usize = 64;
+
+/// How the job's batches map to the query's inputs.
+#[derive(Debug, Clone)]
+pub(crate) enum Router {
+    /// The job reads one stream, the query's only input (a self-join).
+    Single,
+    /// The job reads two streams as one (`connector::union`).
+    Union(UnionLayout),
+}
+
+impl Router {
+    /// The rows of each input in `batch` (as the job gives them).
+    fn parts(&self, batch: &RecordBatch) -> Result<Vec<(usize, RecordBatch)>> {
+        match self {
+            Router::Single => Ok(vec![(0, batch.clone())]),
+            Router::Union(layout) => {
+                let mut parts = Vec::with_capacity(1);
+                for input in 0..2 {
+                    if let Some(rows) = layout.rows_of(batch, input)? {
+                        parts.push((input, rows));
+                    }
+                }
+                Ok(parts)
+            }
+        }
+    }
+
+    /// Rows of input `input` (as [`Router::parts`] returns them) in the
+    /// stream's own schema.
+    fn project(&self, rows: &RecordBatch, input: usize) -> Result<RecordBatch> {
+        match self {
+            Router::Single => Ok(rows.clone()),
+            Router::Union(layout) => layout.project(rows, input),
+        }
+    }
+}
+
+/// One input of a join's plan.
+struct Side {
+    slot: BatchSlot,
+    /// Adds the window columns, for a windowed join.
+    assigner: Option<WindowAssigner>,
+}
+
+/// The slots of the plan's inputs, in the query's input order.
+fn sides(
+    query: &ContinuousQuery,
+    plan: &Arc<dyn ExecutionPlan>,
+    window: Option<&Window>,
+) -> Result<Vec<Side>> {
+    let slots = input_slots(plan);
+    query
+        .inputs
+        .iter()
+        .map(|input| {
+            let slot = slots
+                .iter()
+                .find(|s| s.stream() == Some(input.stream.as_str()))
+                .cloned()
+                .ok_or_else(|| {
+                    Error::invalid(format!("the join's plan does not read '{}'", input.stream))
+                })?;
+            let assigner = match window {
+                Some(w) => Some(WindowAssigner::new(
+                    &Window {
+                        time_column: input.time_column.clone(),
+                        ..w.clone()
+                    },
+                    &input.schema,
+                    false,
+                )?),
+                None => None,
+            };
+            Ok(Side { slot, assigner })
+        })
+        .collect()
+}
+
+/// Event times (nanoseconds) of a job batch.
+fn times(batch: &RecordBatch, time_index: usize) -> Result<TimestampNanosecondArray> {
+    let times = event_times(batch.column(time_index))?;
+    Ok(times.as_primitive::<TimestampNanosecondType>().clone())
+}
+
+/// A windowed join: every input read through the same TUMBLE, the query
+/// run over each window's rows when the watermark closes it. State is the
+/// rows of open windows.
+pub(crate) struct WindowJoin {
+    size: i64,
+    router: Router,
+    /// The event-time column of the job's batches.
+    time_index: usize,
+    sides: Vec<Side>,
+    plan: Reusable,
+    ctx: Arc<TaskContext>,
+    /// The job's batches, per window start.
+    windows: BTreeMap<i64, Vec<RecordBatch>>,
+    state_schema: SchemaRef,
+    /// Start of the last window emitted.
+    emitted_through: Option<i64>,
+    skip_through: Option<i64>,
+}
+
+impl WindowJoin {
+    pub fn new(
+        query: &ContinuousQuery,
+        plan: Arc<dyn ExecutionPlan>,
+        router: Router,
+        (state_schema, time_index): (SchemaRef, usize),
+        ctx: Arc<TaskContext>,
+        skip_through: Option<i64>,
+    ) -> Result<Self> {
+        let window = query
+            .window
+            .as_ref()
+            .ok_or_else(|| Error::invalid("a windowed join without a window"))?;
+        Ok(WindowJoin {
+            size: window.size,
+            sides: sides(query, &plan, Some(window))?,
+            router,
+            time_index,
+            plan: Reusable::new(plan),
+            ctx,
+            windows: BTreeMap::new(),
+            state_schema,
+            emitted_through: None,
+            skip_through,
+        })
+    }
+
+    fn add(&mut self, batch: RecordBatch) -> Result<()> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let times = times(&batch, self.time_index)?;
+        let starts: TimestampNanosecondArray = times.unary(|t| floor_to(t, self.size));
+        let first = starts.value(0);
+        let parts = if starts.null_count() == 0 && starts.values().iter().all(|&s| s == first) {
+            vec![(first, batch)]
+        } else {
+            let distinct: std::collections::BTreeSet<i64> = starts.iter().flatten().collect();
+            let mut parts = Vec::with_capacity(distinct.len());
+            for start in distinct {
+                let mask = eq(&starts, &TimestampNanosecondArray::new_scalar(start))?;
+                parts.push((start, filter_record_batch(&batch, &mask)?));
+            }
+            parts
+        };
+        for (start, rows) in parts {
+            // A window already emitted takes no more rows (the watermark
+            // drops such rows as late before they get here).
+            if self.emitted_through.is_some_and(|e| start <= e) {
+                continue;
+            }
+            self.windows.entry(start).or_default().push(rows);
+        }
+        Ok(())
+    }
+
+    async fn emit(&mut self, batches: Vec<RecordBatch>) -> Result<Vec<RecordBatch>> {
+        let mut per_input: Vec<Vec<RecordBatch>> = vec![Vec::new(); self.sides.len()];
+        for batch in &batches {
+            for (input, rows) in self.router.parts(batch)? {
+                let rows = self.router.project(&rows, input)?;
+                let side = &self.sides[input];
+                per_input[input].push(match &side.assigner {
+                    Some(a) => a.assign(rows)?,
+                    None => rows,
+                });
+            }
+        }
+        // The last input's slot is filled by `run`; the others before it.
+        let last = per_input.pop().unwrap_or_default();
+        for (side, rows) in self.sides.iter().zip(per_input) {
+            side.slot.put(rows);
+        }
+        let Some(last_side) = self.sides.last() else {
+            return Ok(Vec::new());
+        };
+        let out = run(&mut self.plan, &last_side.slot, last, &self.ctx).await;
+        for side in &self.sides {
+            side.slot.clear();
+        }
+        out
+    }
+}
+
+#[async_trait]
+impl Operator for WindowJoin {
+    async fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.add(batch)?;
+        Ok(Vec::new())
+    }
+
+    async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        while let Some(entry) = self.windows.first_entry() {
+            let start = *entry.key();
+            let end = start.saturating_add(self.size);
+            if end > watermark {
+                break;
+            }
+            let batches = entry.remove();
+            self.emitted_through = Some(start);
+            if self.skip_through.is_some_and(|s| end <= s) {
+                continue;
+            }
+            out.extend(self.emit(batches).await?);
+        }
+        Ok(out)
+    }
+
+    fn snapshot(&self) -> Result<OperatorState> {
+        Ok(OperatorState {
+            emitted_through: self.emitted_through,
+            batches: self.windows.values().flatten().cloned().collect(),
+        })
+    }
+
+    fn state_schema(&self) -> Option<SchemaRef> {
+        Some(Arc::clone(&self.state_schema))
+    }
+
+    async fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.windows.clear();
+        self.emitted_through = None;
+        for batch in state.batches {
+            check_state_schema(&batch, &self.state_schema)?;
+            self.add(batch)?;
+        }
+        self.emitted_through = state.emitted_through;
+        Ok(())
+    }
+}
+
+fn check_state_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<()> {
+    if batch.schema().fields() != schema.fields() {
+        return Err(Error::invalid(format!(
+            "the checkpointed join state has schema {}, the query's is {schema}; the query \
+             changed since the checkpoint",
+            batch.schema()
+        )));
+    }
+    Ok(())
+}
+
+/// Buffered rows of one side of an interval join, with each batch's
+/// largest event time.
+#[derive(Default)]
+struct Buffer {
+    batches: Vec<(RecordBatch, i64)>,
+}
+
+impl Buffer {
+    fn push(&mut self, batch: RecordBatch, time_index: usize) -> Result<()> {
+        let times = times(&batch, time_index)?;
+        let max = arrow::compute::max(&times).unwrap_or(i64::MIN);
+        self.batches.push((batch, max));
+        Ok(())
+    }
+
+    fn rows(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.batches.iter().map(|(b, _)| b)
+    }
+
+    /// Drops rows older than `keep_from`: whole batches at once; when many
+    /// batches are kept, they are merged and filtered row by row.
+    fn expire(&mut self, keep_from: i64, time_index: usize, schema: &SchemaRef) -> Result<()> {
+        self.batches.retain(|(_, max)| *max >= keep_from);
+        if self.batches.len() < COMPACT_AT {
+            return Ok(());
+        }
+        let merged = concat_batches(schema, self.batches.iter().map(|(b, _)| b))?;
+        let times = times(&merged, time_index)?;
+        let keep = gt_eq(&times, &TimestampNanosecondArray::new_scalar(keep_from))?;
+        let kept = filter_record_batch(&merged, &keep)?;
+        self.batches.clear();
+        if kept.num_rows() > 0 {
+            self.push(kept, time_index)?;
+        }
+        Ok(())
+    }
+}
+
+/// An interval join of two streams: each arriving batch is joined with the
+/// other stream's buffered rows at once (so each matching pair is emitted
+/// when the later of its rows arrives), then buffered itself. A row is
+/// dropped once the watermark has passed every time a match could have.
+pub(crate) struct IntervalJoin {
+    router: Router,
+    time_index: usize,
+    sides: Vec<Side>,
+    /// The query inputs on the join's left and right.
+    left: usize,
+    right: usize,
+    /// Bounds of `right.time - left.time` for a match.
+    min_offset: i64,
+    max_offset: i64,
+    buffers: [Buffer; 2],
+    plan: Reusable,
+    ctx: Arc<TaskContext>,
+    state_schema: SchemaRef,
+}
+
+impl IntervalJoin {
+    pub fn new(
+        query: &ContinuousQuery,
+        plan: Arc<dyn ExecutionPlan>,
+        router: Router,
+        (state_schema, time_index): (SchemaRef, usize),
+        ctx: Arc<TaskContext>,
+    ) -> Result<Self> {
+        let Some(fibers_sql::StreamJoin::Interval {
+            left,
+            right,
+            min_offset,
+            max_offset,
+        }) = &query.join
+        else {
+            return Err(Error::invalid("an interval join without its bounds"));
+        };
+        let position = |stream: &str| {
+            query
+                .inputs
+                .iter()
+                .position(|i| i.stream == stream)
+                .ok_or_else(|| Error::invalid(format!("the join reads no stream '{stream}'")))
+        };
+        if !matches!(router, Router::Union(_)) || query.inputs.len() != 2 {
+            return Err(Error::invalid("an interval join joins two streams"));
+        }
+        Ok(IntervalJoin {
+            left: position(left)?,
+            right: position(right)?,
+            sides: sides(query, &plan, None)?,
+            router,
+            time_index,
+            min_offset: *min_offset,
+            max_offset: *max_offset,
+            buffers: [Buffer::default(), Buffer::default()],
+            plan: Reusable::new(plan),
+            ctx,
+            state_schema,
+        })
+    }
+
+    /// Runs the plan with `left` and `right` (job batches of the two
+    /// inputs) in the slots.
+    async fn join(
+        &mut self,
+        left: Vec<&RecordBatch>,
+        right: Vec<&RecordBatch>,
+    ) -> Result<Vec<RecordBatch>> {
+        let project = |rows: Vec<&RecordBatch>, input: usize| {
+            rows.into_iter()
+                .map(|b| self.router.project(b, input))
+                .collect::<Result<Vec<_>>>()
+        };
+        let left_rows = project(left, self.left)?;
+        let right_rows = project(right, self.right)?;
+        self.sides[self.left].slot.put(left_rows);
+        let slot = self.sides[self.right].slot.clone();
+        let out = run(&mut self.plan, &slot, right_rows, &self.ctx).await;
+        self.sides[self.left].slot.clear();
+        out
+    }
+}
+
+#[async_trait]
+impl Operator for IntervalJoin {
+    async fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let mut out = Vec::new();
+        for (input, rows) in self.router.parts(&batch)? {
+            let other = if input == self.left {
+                self.right
+            } else {
+                self.left
+            };
+            if !self.buffers[other].batches.is_empty() {
+                let buffered: Vec<RecordBatch> = self.buffers[other].rows().cloned().collect();
+                let buffered = buffered.iter().collect();
+                out.extend(if input == self.left {
+                    self.join(vec![&rows], buffered).await?
+                } else {
+                    self.join(buffered, vec![&rows]).await?
+                });
+            }
+            self.buffers[input].push(rows, self.time_index)?;
+        }
+        Ok(out)
+    }
+
+    async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
+        // Rows still to come have times at or after the watermark. A left
+        // row at t matches right rows up to t + max_offset; a right row at
+        // t matches left rows from t - min_offset on.
+        let keep_left = watermark.saturating_sub(self.max_offset);
+        let keep_right = watermark.saturating_add(self.min_offset);
+        let (time_index, schema) = (self.time_index, Arc::clone(&self.state_schema));
+        self.buffers[self.left].expire(keep_left, time_index, &schema)?;
+        self.buffers[self.right].expire(keep_right, time_index, &schema)?;
+        Ok(Vec::new())
+    }
+
+    fn snapshot(&self) -> Result<OperatorState> {
+        Ok(OperatorState {
+            emitted_through: None,
+            batches: self
+                .buffers
+                .iter()
+                .flat_map(|b| b.rows().cloned())
+                .collect(),
+        })
+    }
+
+    fn state_schema(&self) -> Option<SchemaRef> {
+        Some(Arc::clone(&self.state_schema))
+    }
+
+    async fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.buffers = [Buffer::default(), Buffer::default()];
+        for batch in state.batches {
+            check_state_schema(&batch, &self.state_schema)?;
+            // Pairs among restored rows were emitted before the checkpoint.
+            for (input, rows) in self.router.parts(&batch)? {
+                self.buffers[input].push(rows, self.time_index)?;
+            }
+        }
+        Ok(())
+    }
+}
