@@ -343,6 +343,13 @@ mod tests {
             "SELECT symbol, price * 2 AS double FROM trades WHERE volume > 500",
             // Sessions per symbol: open (and merged) sessions cross the cut.
             SESSIONS,
+            // A windowed self-join (Nexmark q7): the trades of each window
+            // with its largest volume; buffered windows cross the cut.
+            "SELECT t.symbol, t.window_start, t.price, t.volume
+             FROM TUMBLE(trades, ts, INTERVAL '10' SECOND) AS t
+             JOIN (SELECT window_start, max(volume) AS top
+                   FROM TUMBLE(trades, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end) AS m
+               ON t.window_start = m.window_start AND t.volume = m.top",
         ];
         for query in queries {
             let expected = rows(&uninterrupted(query, &input).await);

@@ -458,3 +458,264 @@ impl Operator for IntervalJoin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::io::Write;
+
+    use arrow::array::{Int64Array, TimestampMicrosecondArray};
+    use fibers_sql::Statement;
+
+    use super::*;
+    use crate::checkpoint::{decode_ipc, encode_ipc};
+    use crate::connector::{Poll, StreamDef};
+    use crate::engine::Objects;
+    use crate::operator::{Operator, build};
+
+    const DELAY_NANOS: i64 = 200_000_000;
+    const BASE_MS: i64 = 1_704_067_200_000;
+
+    /// `(key, time ms)` rows of the two streams: keys cycle at different
+    /// periods, times advance 10 ms and 13 ms apart with some disorder
+    /// (within the watermark delay).
+    fn rows() -> [Vec<(i64, i64)>; 2] {
+        let a = (0..600)
+            .map(|i| (i % 7, BASE_MS + i * 10 - (i * 37) % 90))
+            .collect();
+        let b = (0..500)
+            .map(|j| (j % 5, BASE_MS + j * 13 - (j * 53) % 120))
+            .collect();
+        [a, b]
+    }
+
+    /// The pairs `a.k = b.k AND b.t BETWEEN a.t - 50 ms AND a.t + 100 ms`,
+    /// as (key, a time, b time), counted.
+    fn expected() -> BTreeMap<(i64, i64, i64), usize> {
+        let [a, b] = rows();
+        let mut pairs = BTreeMap::new();
+        for &(ka, ta) in &a {
+            for &(kb, tb) in &b {
+                if ka == kb && tb >= ta - 50 && tb <= ta + 100 {
+                    *pairs.entry((ka, ta * 1000, tb * 1000)).or_insert(0) += 1;
+                }
+            }
+        }
+        pairs
+    }
+
+    fn pairs(batches: &[RecordBatch]) -> BTreeMap<(i64, i64, i64), usize> {
+        let mut pairs = BTreeMap::new();
+        for batch in batches {
+            let k = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            let micros = |i: usize| {
+                let column = arrow::compute::cast(
+                    batch.column(i),
+                    &arrow::datatypes::DataType::Timestamp(
+                        arrow::datatypes::TimeUnit::Microsecond,
+                        None,
+                    ),
+                )
+                .unwrap();
+                column
+                    .as_any()
+                    .downcast_ref::<TimestampMicrosecondArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (ta, tb) = (micros(1), micros(2));
+            for row in 0..batch.num_rows() {
+                *pairs
+                    .entry((k.value(row), ta.value(row), tb.value(row)))
+                    .or_insert(0) += 1;
+            }
+        }
+        pairs
+    }
+
+    /// The two streams in files under `dir`, their union and the planned
+    /// interval join.
+    async fn setup(dir: &std::path::Path) -> (Arc<StreamDef>, fibers_sql::ContinuousQuery) {
+        let mut defs = Vec::new();
+        for (name, rows) in ["a", "b"].into_iter().zip(rows()) {
+            let path = dir.join(format!("{name}.jsonl"));
+            let mut file = std::fs::File::create(&path).unwrap();
+            for (k, t) in rows {
+                let ts = chrono::DateTime::from_timestamp_millis(t).unwrap();
+                writeln!(
+                    file,
+                    r#"{{"k":{k},"ts":"{}"}}"#,
+                    ts.naive_utc().format("%Y-%m-%dT%H:%M:%S%.3f")
+                )
+                .unwrap();
+            }
+            let sql = format!(
+                "CREATE STREAM {name} (k BIGINT, ts TIMESTAMP(3), \
+                 WATERMARK FOR ts AS ts - INTERVAL '200' MILLISECOND) \
+                 WITH (connector = 'file', path = '{}', format = 'json')",
+                path.display()
+            );
+            let parsed = fibers_sql::parse_script(&sql).unwrap();
+            let Statement::CreateStream(create) = &parsed[0].statement else {
+                unreachable!()
+            };
+            defs.push(Arc::new(StreamDef::resolve(create, dir).unwrap()));
+        }
+        let mut objects = Objects::default();
+        for def in &defs {
+            objects.streams.insert(def.name.clone(), Arc::clone(def));
+        }
+        let select = "SELECT a.k, a.ts AS at, b.ts AS bt FROM a JOIN b \
+                      ON a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '50' MILLISECOND \
+                      AND a.ts + INTERVAL '100' MILLISECOND";
+        let parsed = fibers_sql::parse_script(select).unwrap();
+        let Statement::Query(query) = &parsed[0].statement else {
+            unreachable!()
+        };
+        let datafusion::sql::sqlparser::ast::Statement::Query(query) = query.as_ref() else {
+            unreachable!()
+        };
+        let planned = fibers_sql::plan_continuous_query("pairs", query, &objects)
+            .await
+            .unwrap();
+        assert!(matches!(
+            planned.join,
+            Some(fibers_sql::StreamJoin::Interval {
+                min_offset: -50_000_000,
+                max_offset: 100_000_000,
+                ..
+            })
+        ));
+        let union = Arc::new(StreamDef::union(&defs[0], &defs[1]).unwrap());
+        (union, planned)
+    }
+
+    /// The union source's batches, 16 rows at a time.
+    fn input(union: &StreamDef) -> Vec<RecordBatch> {
+        let mut source = union.open(16).unwrap();
+        let mut batches = Vec::new();
+        loop {
+            match source.poll().unwrap() {
+                Poll::Batch(_, batch) => batches.push(batch),
+                Poll::Idle(_) => {}
+                Poll::End => return batches,
+            }
+        }
+    }
+
+    /// The job's watermark over the union: per stream the largest time
+    /// seen minus the delay, the smaller of the two.
+    #[derive(Default)]
+    struct Watermark {
+        max_seen: [Option<i64>; 2],
+    }
+
+    impl Watermark {
+        fn observe(&mut self, batch: &RecordBatch) -> i64 {
+            let input = batch
+                .column(0)
+                .as_any()
+                .downcast_ref::<arrow::array::UInt8Array>()
+                .unwrap()
+                .value(0) as usize;
+            let latest = arrow::compute::max(&times(batch, 1).unwrap()).unwrap();
+            let seen = &mut self.max_seen[input];
+            *seen = Some(seen.map_or(latest, |s| s.max(latest)));
+            match self.max_seen {
+                [Some(a), Some(b)] => a.min(b) - DELAY_NANOS,
+                _ => i64::MIN,
+            }
+        }
+    }
+
+    /// Feeds `input`, advancing the watermark after each batch, and cutting over to a restored operator after
+    /// `cut` batches if given.
+    async fn run_join(
+        union: &Arc<StreamDef>,
+        query: &fibers_sql::ContinuousQuery,
+        input: &[RecordBatch],
+        cut: Option<usize>,
+    ) -> Vec<RecordBatch> {
+        let new = || async {
+            build(query, union, query.state.task_ctx(), None)
+                .await
+                .unwrap()
+        };
+        let mut operator: Box<dyn Operator> = new().await;
+        let mut out = Vec::new();
+        let mut watermark = Watermark::default();
+        for (n, batch) in input.iter().enumerate() {
+            if Some(n) == cut {
+                let state = operator.snapshot().unwrap();
+                let schema = operator.state_schema().unwrap();
+                let bytes = encode_ipc(&schema, &state.batches).unwrap();
+                operator = new().await;
+                operator
+                    .restore(OperatorState {
+                        emitted_through: state.emitted_through,
+                        batches: decode_ipc(bytes.into()).unwrap(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            let w = watermark.observe(batch);
+            out.extend(operator.process(batch.clone()).await.unwrap());
+            out.extend(operator.advance(w).await.unwrap());
+        }
+        out.extend(operator.advance(i64::MAX).await.unwrap());
+        out
+    }
+
+    #[tokio::test]
+    async fn an_interval_join_emits_every_pair_once_also_across_a_restore() {
+        let dir = tempfile::tempdir().unwrap();
+        let (union, query) = setup(dir.path()).await;
+        let input = input(&union);
+        assert!(input.len() > 50, "{} batches", input.len());
+        let expected = expected();
+        assert!(expected.len() > 100, "{} pairs", expected.len());
+        assert_eq!(
+            pairs(&run_join(&union, &query, &input, None).await),
+            expected
+        );
+        for cut in [1, input.len() / 3, input.len() - 2] {
+            let got = pairs(&run_join(&union, &query, &input, Some(cut)).await);
+            assert_eq!(got, expected, "restored after {cut} batches");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_interval_join_keeps_only_rows_that_can_still_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let (union, query) = setup(dir.path()).await;
+        let input = input(&union);
+        let mut operator = build(&query, &union, query.state.task_ctx(), None)
+            .await
+            .unwrap();
+        let mut watermark = Watermark::default();
+        let mut most = 0;
+        for batch in &input {
+            let w = watermark.observe(batch);
+            operator.process(batch.clone()).await.unwrap();
+            operator.advance(w).await.unwrap();
+            let kept: usize = operator
+                .snapshot()
+                .unwrap()
+                .batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .sum();
+            most = most.max(kept);
+        }
+        // The bound (150 ms), the delay (200 ms) and the batches' spread
+        // (16 rows, about 200 ms) hold a few hundred rows at most; the
+        // input has 1100.
+        assert!(most < 400, "kept up to {most} rows");
+        operator.advance(i64::MAX).await.unwrap();
+        assert!(operator.snapshot().unwrap().batches.is_empty());
+    }
+}
