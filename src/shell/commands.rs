@@ -13,11 +13,12 @@ General
   \\i FILE                 run the statements and commands in FILE (stops at its first error)
 
 Informational
-  \\d                      list streams, materialized views and sinks
+  \\d                      list streams, tables, materialized views and sinks
   \\d NAME                 show the columns of NAME
   \\dt                     list streams
   \\dv                     list materialized views
   \\ds                     list sinks
+  \\dr                     list reference tables
 
 Formatting
   \\x [on|off]             expanded display: one line per column (toggles without an argument)
@@ -39,6 +40,8 @@ pub enum ObjectKind {
     View,
     /// `CREATE SINK`.
     Sink,
+    /// `CREATE TABLE`: reference data.
+    Table,
 }
 
 impl ObjectKind {
@@ -48,14 +51,20 @@ impl ObjectKind {
             ObjectKind::Stream => "STREAM",
             ObjectKind::View => "MATERIALIZED VIEW",
             ObjectKind::Sink => "SINK",
+            ObjectKind::Table => "TABLE",
         }
     }
 
     /// The kind with Flight SQL table type `table_type`.
     pub fn from_table_type(table_type: &str) -> Option<Self> {
-        [ObjectKind::Stream, ObjectKind::View, ObjectKind::Sink]
-            .into_iter()
-            .find(|kind| kind.table_type().eq_ignore_ascii_case(table_type))
+        [
+            ObjectKind::Stream,
+            ObjectKind::View,
+            ObjectKind::Sink,
+            ObjectKind::Table,
+        ]
+        .into_iter()
+        .find(|kind| kind.table_type().eq_ignore_ascii_case(table_type))
     }
 
     /// What users call one of them: `materialized view`.
@@ -64,6 +73,7 @@ impl ObjectKind {
             ObjectKind::Stream => "stream",
             ObjectKind::View => "materialized view",
             ObjectKind::Sink => "sink",
+            ObjectKind::Table => "table",
         }
     }
 }
@@ -118,6 +128,7 @@ pub fn parse(text: &str) -> Result<Command> {
         "\\dt" => no_args(Command::List(Some(ObjectKind::Stream))),
         "\\dv" => no_args(Command::List(Some(ObjectKind::View))),
         "\\ds" => no_args(Command::List(Some(ObjectKind::Sink))),
+        "\\dr" => no_args(Command::List(Some(ObjectKind::Table))),
         "\\timing" => Ok(Command::Timing(on_off(name, &args)?)),
         "\\x" => Ok(Command::Expanded(on_off(name, &args)?)),
         "\\format" => match args.as_slice() {
@@ -247,6 +258,7 @@ mod tests {
         assert_eq!(parsed("\\dt"), Command::List(Some(ObjectKind::Stream)));
         assert_eq!(parsed("\\dv  "), Command::List(Some(ObjectKind::View)));
         assert_eq!(parsed("\\ds"), Command::List(Some(ObjectKind::Sink)));
+        assert_eq!(parsed("\\dr"), Command::List(Some(ObjectKind::Table)));
         assert_eq!(parsed("\\d trades"), Command::Describe("trades".into()));
         assert_eq!(parsed("\\d Trades"), Command::Describe("trades".into()));
         assert_eq!(
@@ -303,9 +315,14 @@ mod tests {
 
     #[test]
     fn table_types_round_trip() {
-        for kind in [ObjectKind::Stream, ObjectKind::View, ObjectKind::Sink] {
+        for kind in [
+            ObjectKind::Stream,
+            ObjectKind::View,
+            ObjectKind::Sink,
+            ObjectKind::Table,
+        ] {
             assert_eq!(ObjectKind::from_table_type(kind.table_type()), Some(kind));
         }
-        assert_eq!(ObjectKind::from_table_type("TABLE"), None);
+        assert_eq!(ObjectKind::from_table_type("INDEX"), None);
     }
 }

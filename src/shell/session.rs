@@ -184,6 +184,7 @@ impl Session {
                 "Did not find any materialized views.",
             ),
             Some(ObjectKind::Sink) => ("List of sinks", "Did not find any sinks."),
+            Some(ObjectKind::Table) => ("List of tables", "Did not find any tables."),
         };
         if objects.is_empty() {
             writeln!(out, "{none}")?;
