@@ -194,3 +194,103 @@ async fn a_zombie_instance_cannot_commit_once_another_has_moved_on() {
     );
     assert_eq!(survivor.0, "running", "the other goes on: {survivor:?}");
 }
+
+/// Two paced 3-second feeds joined per second (windowed) and within 5 ms
+/// of each other (interval), checkpointing every 500 ms.
+const JOINS: &str = "
+    CREATE STREAM a WITH (connector = 'stocks', rate = '1000', limit = '3000', symbols = '3',
+                          seed = '1', disorder = '50ms', start = '2025-01-02T14:30:00Z');
+    CREATE STREAM b WITH (connector = 'stocks', rate = '1000', limit = '3000', symbols = '3',
+                          seed = '2', disorder = '50ms', start = '2025-01-02T14:30:00Z');
+    CREATE MATERIALIZED VIEW same_second WITH (path = 'same_second') AS
+      SELECT a.window_start, a.symbol, count(*) AS pairs, sum(a.volume + b.volume) AS volume
+      FROM TUMBLE(a, ts, INTERVAL '1' SECOND) AS a JOIN TUMBLE(b, ts, INTERVAL '1' SECOND) AS b
+        ON a.symbol = b.symbol AND a.volume = b.volume AND a.window_start = b.window_start
+      GROUP BY a.window_start, a.symbol;
+    CREATE MATERIALIZED VIEW close_by WITH (path = 'close_by') AS
+      SELECT a.symbol, a.ts AS a_ts, b.ts AS b_ts, a.price AS a_price, b.price AS b_price
+      FROM a JOIN b ON a.symbol = b.symbol
+        AND b.ts BETWEEN a.ts - INTERVAL '5' MILLISECOND AND a.ts + INTERVAL '5' MILLISECOND;";
+
+/// The rows of an archive as sorted JSON texts (a multiset).
+fn archived(dir: &std::path::Path, view: &str) -> Vec<String> {
+    let mut rows: Vec<String> = read_table("delta", &dir.join(view))
+        .iter()
+        .map(|row| serde_json::to_string(row).unwrap())
+        .collect();
+    rows.sort();
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_stopped_midway_resume_to_the_same_rows_as_an_uninterrupted_run() {
+    // The uninterrupted run.
+    let whole = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(whole.path())).await.unwrap();
+    engine.execute_script(JOINS).await.unwrap();
+    engine.wait_for_bounded_jobs().await;
+    engine.shutdown().await;
+    drop(engine);
+
+    // Stopped a second into the feeds (with a last checkpoint), then
+    // resumed to the end.
+    let cut = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(cut.path())).await.unwrap();
+    engine.execute_script(JOINS).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    engine.shutdown().await;
+    drop(engine);
+    let before = archived(cut.path(), "close_by").len();
+    let engine = Engine::open(config(cut.path())).await.unwrap();
+    engine.wait_for_bounded_jobs().await;
+    let failures = engine.failures().await;
+    engine.shutdown().await;
+    drop(engine);
+    assert!(failures.is_empty(), "{failures:?}");
+
+    for view in ["same_second", "close_by"] {
+        let expected = archived(whole.path(), view);
+        assert!(expected.len() > 5, "{view}: {} rows", expected.len());
+        let got = archived(cut.path(), view);
+        // Multiset differences: both lists are sorted.
+        let (mut missing, mut extra) = (Vec::new(), Vec::new());
+        let (mut i, mut j) = (0, 0);
+        while i < expected.len() || j < got.len() {
+            match (expected.get(i), got.get(j)) {
+                (Some(x), Some(y)) if x == y => {
+                    i += 1;
+                    j += 1;
+                }
+                (Some(x), Some(y)) if x < y => {
+                    missing.push(x);
+                    i += 1;
+                }
+                (Some(x), None) => {
+                    missing.push(x);
+                    i += 1;
+                }
+                (_, Some(y)) => {
+                    extra.push(y);
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        assert!(
+            got.len() == expected.len() && missing.is_empty() && extra.is_empty(),
+            "{view}: {} rows after the resume, {} uninterrupted; {} missing (first: {:?}), \
+             {} extra (first: {:?})",
+            got.len(),
+            expected.len(),
+            missing.len(),
+            missing.first(),
+            extra.len(),
+            extra.first()
+        );
+    }
+    let total = archived(whole.path(), "close_by").len();
+    assert!(
+        0 < before && before < total,
+        "the stop came midway: {before} of {total} interval-join rows before it"
+    );
+}

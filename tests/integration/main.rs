@@ -9,6 +9,7 @@ mod flight_auth;
 mod flight_python;
 mod flight_stream;
 mod kafka;
+mod kafka_join;
 mod lookup;
 mod run_cli;
 mod server;
