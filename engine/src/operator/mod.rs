@@ -71,6 +71,11 @@ pub(crate) async fn build(
     skip_through: Option<i64>,
 ) -> Result<Box<dyn Operator>> {
     let plan = query.state.create_physical_plan(&query.plan).await?;
+    tracing::debug!(
+        "physical plan over '{}':\n{}",
+        query.source,
+        datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
+    );
     if let Some(kind) = &query.join {
         let router = match &stream.connector {
             ConnectorConfig::Union(streams) => {
