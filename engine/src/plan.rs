@@ -12,6 +12,8 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Statistics;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::Result as DFResult;
@@ -27,6 +29,7 @@ use datafusion::physical_plan::{
 };
 
 use crate::Result;
+use crate::table::SnapshotExec;
 
 /// The batches a plan's leaf yields on its next execution.
 #[derive(Debug, Clone, Default)]
@@ -67,42 +70,93 @@ impl BatchSlot {
 /// would cost more than running small batches through it.
 const REBUILD_EVERY: usize = 256;
 
+/// The row count a stream's leaf reports to the optimizer: more than any
+/// reference table.
+const STREAM_ROWS: usize = 1 << 40;
+
 /// A physical plan the engine runs many times, each time over new input.
 #[derive(Debug, Clone)]
 pub(crate) struct Reusable {
     plan: Arc<dyn ExecutionPlan>,
     /// Whether a node holds per-execution state (the dynamic filters of
-    /// TopK, joins and some aggregates, a join's collected build side)
-    /// that must be reset between runs.
+    /// TopK and some aggregates, a join's collected build side when it
+    /// holds stream rows) that must be reset between runs.
     stateful: bool,
+    /// The reference tables in the plan, with the generation of their rows
+    /// the plan last ran with: a lookup join keeps the table hashed (its
+    /// build side) from one run to the next, until the table changes.
+    tables: Vec<(Arc<dyn ExecutionPlan>, u64)>,
     executions: usize,
 }
 
 impl Reusable {
     pub fn new(plan: Arc<dyn ExecutionPlan>) -> Self {
-        // A join keeps its build side once collected: over new input it
-        // must be reset too, or it would join with the first run's rows.
         fn stateful(plan: &Arc<dyn ExecutionPlan>) -> bool {
             !plan.dynamic_expressions_produced().is_empty()
-                || plan.name().contains("Join")
+                || !keeps_build_side(plan)
                 || plan.children().into_iter().any(stateful)
         }
+        fn tables(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<(Arc<dyn ExecutionPlan>, u64)>) {
+            if let Some(table) = plan.downcast_ref::<SnapshotExec>() {
+                found.push((Arc::clone(plan), table.generation()));
+            }
+            for child in plan.children() {
+                tables(child, found);
+            }
+        }
+        let mut found = Vec::new();
+        tables(&plan, &mut found);
         Reusable {
             stateful: stateful(&plan),
+            tables: found,
             plan,
             executions: 0,
         }
     }
 
     /// The plan for the next execution: reset if it holds per-execution
-    /// state, rebuilt every [`REBUILD_EVERY`] runs to drop old metrics.
+    /// state or a reference table changed, rebuilt every
+    /// [`REBUILD_EVERY`] runs to drop old metrics.
     fn next(&mut self) -> DFResult<Arc<dyn ExecutionPlan>> {
         self.executions += 1;
-        if self.stateful || self.executions.is_multiple_of(REBUILD_EVERY) {
+        let mut tables_changed = false;
+        for (node, generation) in &mut self.tables {
+            let now = node
+                .downcast_ref::<SnapshotExec>()
+                .map_or(*generation, SnapshotExec::generation);
+            tables_changed |= now != *generation;
+            *generation = now;
+        }
+        if self.stateful || tables_changed || self.executions.is_multiple_of(REBUILD_EVERY) {
             self.plan = reset_plan_states(Arc::clone(&self.plan))?;
         }
         Ok(Arc::clone(&self.plan))
     }
+}
+
+/// Whether `plan`, if it is a join, may keep its collected build side from
+/// one run to the next: a hash or nested-loop join collecting a side that
+/// reads no stream (only reference tables), so the side is the same in
+/// every run. Joins that would collect stream rows, or that do not collect
+/// a side, must be reset.
+fn keeps_build_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+    fn reads_stream(plan: &Arc<dyn ExecutionPlan>) -> bool {
+        plan.downcast_ref::<SlotExec>().is_some() || plan.children().into_iter().any(reads_stream)
+    }
+    let build = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        if *join.partition_mode() != PartitionMode::CollectLeft {
+            return false;
+        }
+        join.left()
+    } else if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
+        join.left()
+    } else {
+        // Other joins (sort-merge, symmetric hash) collect no side to
+        // keep; any other node holds no build side at all.
+        return !plan.name().contains("Join");
+    };
+    !reads_stream(build)
 }
 
 /// Runs `plan` over `batches` (handed to its leaf through `slot`).
@@ -244,6 +298,15 @@ impl ExecutionPlan for SlotExec {
         _children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
         Ok(self)
+    }
+
+    /// A stream is unbounded: as a join's side it is always the larger,
+    /// so the join collects (hashes) the reference table, not the stream's
+    /// rows, and keeps it from one run to the next.
+    fn partition_statistics(&self, _partition: Option<usize>) -> DFResult<Arc<Statistics>> {
+        let mut statistics = Statistics::new_unknown(&self.schema());
+        statistics.num_rows = Precision::Inexact(STREAM_ROWS);
+        Ok(Arc::new(statistics))
     }
 
     fn execute(

@@ -84,6 +84,9 @@ pub(crate) struct Snapshot {
     pub version: Option<u64>,
     pub batches: Arc<Vec<RecordBatch>>,
     pub rows: usize,
+    /// How many times the rows were replaced since the table was opened:
+    /// plans that keep the table hashed rebuild it when this changes.
+    pub generation: u64,
 }
 
 /// A reference table declared with `CREATE TABLE`.
@@ -367,6 +370,7 @@ async fn read_delta(table: &mut DeltaTable, name: &str) -> Result<(Snapshot, Sch
             version: table.version(),
             batches: Arc::new(batches),
             rows,
+            generation: 0,
         },
         schema,
     ))
@@ -389,6 +393,7 @@ async fn collect(
             version: None,
             batches: Arc::new(batches),
             rows,
+            generation: 0,
         },
         schema,
     ))
@@ -428,7 +433,9 @@ async fn poll_delta(
                     next.version.unwrap_or_default(),
                     next.rows
                 );
-                *snapshot.write().unwrap_or_else(|p| p.into_inner()) = next;
+                let mut current = snapshot.write().unwrap_or_else(|p| p.into_inner());
+                let generation = current.generation + 1;
+                *current = Snapshot { generation, ..next };
             }
             Ok((next, next_schema)) => tracing::warn!(
                 "table '{name}': Delta version {} changed the columns to {next_schema}; \
@@ -475,7 +482,7 @@ impl TableProvider for SnapshotTable {
 
 /// A leaf yielding a reference table's current rows, projected.
 #[derive(Debug)]
-struct SnapshotExec {
+pub(crate) struct SnapshotExec {
     table_schema: SchemaRef,
     projection: Option<Vec<usize>>,
     snapshot: Arc<RwLock<Snapshot>>,
@@ -504,6 +511,16 @@ impl SnapshotExec {
             snapshot,
             properties: Arc::new(properties),
         })
+    }
+}
+
+impl SnapshotExec {
+    /// The generation of the rows the next run yields.
+    pub fn generation(&self) -> u64 {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .generation
     }
 }
 

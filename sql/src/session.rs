@@ -17,7 +17,14 @@ pub fn streaming_session_state() -> SessionState {
 
 /// [`streaming_session_state`] with the caller's settings (batch size, ...).
 pub fn streaming_session_state_with_config(config: SessionConfig) -> SessionState {
-    let config = config.with_target_partitions(1);
+    let mut config = config.with_target_partitions(1);
+    // A hash join's dynamic filter would be state of each run; plans are
+    // run many times, and a lookup join keeps its build side (the table)
+    // from one run to the next. Stream leaves take no pushed filters anyway.
+    config
+        .options_mut()
+        .optimizer
+        .enable_join_dynamic_filter_pushdown = false;
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
