@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use arrow::array::{Array, AsArray};
-use arrow::datatypes::{Int64Type, UInt64Type};
+use arrow::datatypes::UInt64Type;
 use fibers_engine::checkpoint::parse_interval;
 use fibers_engine::{Engine, EngineConfig, StatementResult, StocksConfig, StocksGenerator};
 use support::{cpu_time, peak_rss_kib};
@@ -337,7 +337,7 @@ async fn throughput(arm: Arm, events: u64) -> anyhow::Result<Run> {
     }
     checkpoints.extend(manifests(dir.path())?);
     // Every window emitted is committed to the archive, exactly once.
-    let archived = count_archived(&engine).await?;
+    let archived = support::archived_rows(&engine, VIEW).await?;
     ensure!(
         archived == job.output_rows,
         "the archive holds {archived} rows, the job emitted {}",
@@ -350,20 +350,6 @@ async fn throughput(arm: Arm, events: u64) -> anyhow::Result<Run> {
         output_rows: job.output_rows,
         checkpoints,
     })
-}
-
-async fn count_archived(engine: &Engine) -> anyhow::Result<u64> {
-    let results = engine
-        .execute_script(&format!("SELECT count(*) AS n FROM {VIEW}"))
-        .await?;
-    match results.first() {
-        Some(StatementResult::Rows { batches, .. }) => batches
-            .first()
-            .and_then(|b| b.column(0).as_primitive_opt::<Int64Type>())
-            .map(|a| a.value(0) as u64)
-            .context("count(*) returned no number"),
-        _ => bail!("count(*) returned no rows"),
-    }
 }
 
 /// The generator alone, in this thread: events per CPU-second.

@@ -26,3 +26,24 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// The number of rows in the archive of view `view`, by an ad-hoc query.
+#[allow(dead_code)] // not every bench reads an archive back
+pub async fn archived_rows(engine: &fibers_engine::Engine, view: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    use arrow::array::AsArray;
+    let results = engine
+        .execute_script(&format!("SELECT count(*) AS n FROM {view}"))
+        .await?;
+    match results.first() {
+        Some(fibers_engine::StatementResult::Rows { batches, .. }) => batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<arrow::datatypes::Int64Type>()
+            })
+            .map(|a| a.value(0) as u64)
+            .context("count(*) returned no number"),
+        _ => anyhow::bail!("count(*) returned no rows"),
+    }
+}
