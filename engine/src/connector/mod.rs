@@ -4,6 +4,7 @@
 
 pub(crate) mod file;
 pub(crate) mod kafka;
+pub(crate) mod nexmark;
 pub mod stocks;
 mod stocks_source;
 pub(crate) mod union;
@@ -20,10 +21,11 @@ use crate::checkpoint::ReplayFrom;
 use crate::{Error, Result};
 use file::FileConfig;
 use kafka::{DeadLetterTable, KafkaConfig};
+use nexmark::NexmarkConfig;
 use stocks_source::StocksSourceConfig;
 
 /// The connectors a stream can read from.
-pub(crate) const CONNECTORS: &[&str] = &["kafka", "stocks", "file"];
+pub(crate) const CONNECTORS: &[&str] = &["kafka", "stocks", "file", "nexmark"];
 
 /// What a source yields when polled.
 pub(crate) enum Poll {
@@ -113,6 +115,7 @@ pub(crate) struct StreamDef {
 #[derive(Debug, Clone)]
 pub(crate) enum ConnectorConfig {
     Stocks(StocksSourceConfig),
+    Nexmark(NexmarkConfig),
     File(FileConfig),
     Kafka(KafkaConfig),
     /// Two streams a job joins, read as one (see [`union`]).
@@ -139,6 +142,7 @@ impl StreamDef {
         };
         let valid = match connector.as_str() {
             "stocks" => Some(stocks_source::OPTIONS),
+            "nexmark" => Some(nexmark::OPTIONS),
             "file" => Some(file::OPTIONS),
             "kafka" => Some(kafka::OPTIONS),
             _ => None,
@@ -156,6 +160,24 @@ impl StreamDef {
                 }
                 let config = StocksSourceConfig::from_options(&mut options)?;
                 (ConnectorConfig::Stocks(config), stocks::stocks_schema())
+            }
+            "nexmark" => {
+                let config = NexmarkConfig::from_options(&mut options, &owner)?;
+                if !create.columns.is_empty() {
+                    let columns: Vec<String> = config
+                        .schema()
+                        .fields()
+                        .iter()
+                        .map(|f| f.name().clone())
+                        .collect();
+                    return Err(Error::invalid(format!(
+                        "connector 'nexmark' defines the columns of {owner} itself ({}); \
+                         remove the column list",
+                        columns.join(", ")
+                    )));
+                }
+                let schema = config.schema();
+                (ConnectorConfig::Nexmark(config), schema)
             }
             "file" => {
                 let schema = declared_schema(create)?;
@@ -193,6 +215,11 @@ impl StreamDef {
             (None, ConnectorConfig::Stocks(c)) => {
                 Some(("ts".to_string(), c.generator.disorder_nanos))
             }
+            // Event times never decrease within a partition.
+            (None, ConnectorConfig::Nexmark(_)) => Some((
+                nexmark::TIME_COLUMN.to_string(),
+                nexmark::DEFAULT_DELAY_NANOS,
+            )),
             (None, _) => None,
         };
         let (schema, time_column, delay_nanos, arrival_time) = match watermark {
@@ -247,6 +274,7 @@ impl StreamDef {
     pub fn bounded(&self) -> bool {
         match &self.connector {
             ConnectorConfig::Stocks(c) => c.generator.limit.is_some(),
+            ConnectorConfig::Nexmark(c) => c.events.is_some(),
             ConnectorConfig::File(_) => true,
             ConnectorConfig::Kafka(c) => c.end_at_latest,
             ConnectorConfig::Union(streams) => streams.iter().all(StreamDef::bounded),
@@ -338,7 +366,7 @@ impl StreamDef {
             }
             ConnectorConfig::File(_) if !from_beginning => Ok(None),
             // A generator has no past: both start with what it makes next.
-            ConnectorConfig::File(_) | ConnectorConfig::Stocks(_) => {
+            ConnectorConfig::File(_) | ConnectorConfig::Stocks(_) | ConnectorConfig::Nexmark(_) => {
                 self.open(batch_size).map(Some)
             }
             ConnectorConfig::Union(_) => Err(Error::invalid(
@@ -376,6 +404,7 @@ impl StreamDef {
             }
             // A generator makes the same events again from its start.
             (ConnectorConfig::Stocks(_), ReplayFrom::Earliest) => {}
+            (ConnectorConfig::Nexmark(_), ReplayFrom::Earliest) => {}
             // A live feed has no past: it goes on with what it makes next.
             (ConnectorConfig::Stocks(c), ReplayFrom::Latest) if c.live_start => {}
             (ConnectorConfig::File(_), ReplayFrom::Earliest) => {}
@@ -391,7 +420,9 @@ impl StreamDef {
     /// the watermark back (sources with partitions only).
     pub fn idle_timeout(&self) -> Option<Duration> {
         match &self.connector {
-            ConnectorConfig::Stocks(_) | ConnectorConfig::File(_) => None,
+            ConnectorConfig::Stocks(_) | ConnectorConfig::Nexmark(_) | ConnectorConfig::File(_) => {
+                None
+            }
             ConnectorConfig::Kafka(c) => Some(c.idle_timeout),
             ConnectorConfig::Union(streams) => {
                 streams.iter().filter_map(StreamDef::idle_timeout).min()
@@ -416,6 +447,7 @@ impl StreamDef {
     pub fn open(&self, batch_size: usize) -> Result<Box<dyn Source>> {
         Ok(match &self.connector {
             ConnectorConfig::Stocks(c) => Box::new(c.open(batch_size)),
+            ConnectorConfig::Nexmark(c) => Box::new(c.open(batch_size)),
             ConnectorConfig::File(c) => {
                 Box::new(c.open(&self.name, self.source_schema(), batch_size)?)
             }
@@ -463,6 +495,7 @@ impl StreamDef {
 fn connector_name(connector: &ConnectorConfig) -> &'static str {
     match connector {
         ConnectorConfig::Stocks(_) => "stocks",
+        ConnectorConfig::Nexmark(_) => "nexmark",
         ConnectorConfig::File(_) => "file",
         ConnectorConfig::Kafka(_) => "kafka",
         ConnectorConfig::Union(_) => "join",
@@ -473,6 +506,7 @@ fn valid_options(connector: &ConnectorConfig) -> Vec<&'static str> {
     let mut valid = vec!["connector"];
     valid.extend_from_slice(match connector {
         ConnectorConfig::Stocks(_) => stocks_source::OPTIONS,
+        ConnectorConfig::Nexmark(_) => nexmark::OPTIONS,
         ConnectorConfig::File(_) => file::OPTIONS,
         ConnectorConfig::Kafka(_) => kafka::OPTIONS,
         ConnectorConfig::Union(_) => &[],
