@@ -358,3 +358,67 @@ fn interval_nanos(expr: &Expr) -> Option<i64> {
         _ => None,
     }
 }
+
+/// Interval literals with no months, added to or subtracted from a
+/// nanosecond timestamp in a join's filter, as nanosecond durations: the
+/// same instants, computed with plain integer arithmetic instead of the
+/// calendar arithmetic intervals need. The filter of an interval join runs
+/// for every candidate pair, so this is most of its cost.
+pub(crate) fn durations_in_join_filters(plan: LogicalPlan) -> Result<LogicalPlan> {
+    use datafusion::arrow::datatypes::{DataType, TimeUnit};
+    use datafusion::common::tree_node::Transformed;
+    use datafusion::logical_expr::ExprSchemable;
+    let rewritten = plan.transform_up(|node| {
+        let LogicalPlan::Join(join) = &node else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(filter) = &join.filter else {
+            return Ok(Transformed::no(node));
+        };
+        let schema = join.left.schema().join(join.right.schema())?;
+        let filter = filter.clone().transform_up(|expr| {
+            let Expr::BinaryExpr(BinaryExpr { left, op, right }) = &expr else {
+                return Ok(Transformed::no(expr));
+            };
+            let (Operator::Plus | Operator::Minus, Expr::Literal(value, metadata)) =
+                (op, right.as_ref())
+            else {
+                return Ok(Transformed::no(expr));
+            };
+            let ScalarValue::IntervalMonthDayNano(Some(interval)) = value else {
+                return Ok(Transformed::no(expr));
+            };
+            let nanos = (interval.months == 0)
+                .then(|| {
+                    i64::from(interval.days)
+                        .checked_mul(86_400_000_000_000)?
+                        .checked_add(interval.nanoseconds)
+                })
+                .flatten();
+            let nanosecond_time = matches!(
+                left.get_type(&schema),
+                Ok(DataType::Timestamp(TimeUnit::Nanosecond, _))
+            );
+            match nanos {
+                Some(nanos) if nanosecond_time => {
+                    Ok(Transformed::yes(Expr::BinaryExpr(BinaryExpr::new(
+                        left.clone(),
+                        *op,
+                        Box::new(Expr::Literal(
+                            ScalarValue::DurationNanosecond(Some(nanos)),
+                            metadata.clone(),
+                        )),
+                    ))))
+                }
+                _ => Ok(Transformed::no(expr)),
+            }
+        })?;
+        if !filter.transformed {
+            return Ok(Transformed::no(node));
+        }
+        let mut join = join.clone();
+        join.filter = Some(filter.data);
+        Ok(Transformed::yes(LogicalPlan::Join(join)))
+    })?;
+    Ok(rewritten.data)
+}

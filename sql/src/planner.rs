@@ -223,6 +223,12 @@ pub async fn plan_continuous_query(
         }
         let join = crate::join::plan_stream_join(&plan, &stream_joins, &joined, window.as_ref())?;
         let aggregates = join == crate::join::StreamJoin::Windowed;
+        let plan = match join {
+            crate::join::StreamJoin::Interval { .. } => {
+                crate::join::durations_in_join_filters(plan)?
+            }
+            crate::join::StreamJoin::Windowed => plan,
+        };
         return Ok(ContinuousQuery {
             input_schema: Arc::clone(&inputs[0].schema),
             source,

@@ -689,6 +689,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn interval_bounds_become_nanosecond_durations() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_, query) = setup(dir.path()).await;
+        let plan = query.plan.display_indent().to_string();
+        assert!(
+            plan.contains("a.ts - DurationNanosecond(\"50000000\")")
+                && plan.contains("a.ts + DurationNanosecond(\"100000000\")"),
+            "{plan}"
+        );
+        assert!(!plan.contains("IntervalMonthDayNano"), "{plan}");
+    }
+
+    #[tokio::test]
     async fn an_interval_join_keeps_only_rows_that_can_still_match() {
         let dir = tempfile::tempdir().unwrap();
         let (union, query) = setup(dir.path()).await;
