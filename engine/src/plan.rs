@@ -1,12 +1,13 @@
 //! Running DataFusion physical plans over batches the engine hands them.
 //!
-//! A continuous query's plan is made once; its leaf is a [`SlotExec`] that
-//! yields whatever batches the operator put into its [`BatchSlot`] before
-//! an execution. The same plan then runs once per batch (stateless parts,
+//! A continuous query's plan is made once; its stream leaf is a
+//! [`LeafExec`] that yields whatever batches the operator put into its
+//! [`BatchSlot`] before an execution (a reference table's leaf yields the
+//! table's current rows). The same plan then runs once per batch (stateless parts,
 //! partial aggregation) or once per closing window (final aggregation).
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -29,7 +30,7 @@ use datafusion::physical_plan::{
 };
 
 use crate::Result;
-use crate::table::SnapshotExec;
+use crate::table::Snapshot;
 
 /// The batches a plan's leaf yields on its next execution.
 #[derive(Debug, Clone, Default)]
@@ -97,8 +98,11 @@ impl Reusable {
                 || plan.children().into_iter().any(stateful)
         }
         fn tables(plan: &Arc<dyn ExecutionPlan>, found: &mut Vec<(Arc<dyn ExecutionPlan>, u64)>) {
-            if let Some(table) = plan.downcast_ref::<SnapshotExec>() {
-                found.push((Arc::clone(plan), table.generation()));
+            if let Some(generation) = plan
+                .downcast_ref::<LeafExec>()
+                .and_then(LeafExec::generation)
+            {
+                found.push((Arc::clone(plan), generation));
             }
             for child in plan.children() {
                 tables(child, found);
@@ -122,8 +126,9 @@ impl Reusable {
         let mut tables_changed = false;
         for (node, generation) in &mut self.tables {
             let now = node
-                .downcast_ref::<SnapshotExec>()
-                .map_or(*generation, SnapshotExec::generation);
+                .downcast_ref::<LeafExec>()
+                .and_then(LeafExec::generation)
+                .unwrap_or(*generation);
             tables_changed |= now != *generation;
             *generation = now;
         }
@@ -142,7 +147,9 @@ impl Reusable {
 fn keeps_build_side(plan: &Arc<dyn ExecutionPlan>) -> bool {
     use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
     fn reads_stream(plan: &Arc<dyn ExecutionPlan>) -> bool {
-        plan.downcast_ref::<SlotExec>().is_some() || plan.children().into_iter().any(reads_stream)
+        plan.downcast_ref::<LeafExec>()
+            .is_some_and(|leaf| leaf.slot().is_some())
+            || plan.children().into_iter().any(reads_stream)
     }
     let build = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
         if *join.partition_mode() != PartitionMode::CollectLeft {
@@ -211,7 +218,7 @@ impl TableProvider for InputTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(SlotExec::new(
+        Ok(Arc::new(LeafExec::stream(
             Arc::clone(&self.schema),
             projection.cloned(),
             self.slot.clone(),
@@ -219,21 +226,32 @@ impl TableProvider for InputTable {
     }
 }
 
-/// A leaf that yields the batches in its slot, projected.
+/// Where a plan's leaf gets its batches.
+#[derive(Debug, Clone)]
+pub(crate) enum LeafInput {
+    /// Rows of a stream: whatever the operator put into the slot before
+    /// the run.
+    Stream(BatchSlot),
+    /// A reference table's rows: the snapshot current when the plan runs,
+    /// so a long-running job sees the table's new versions.
+    Table(Arc<RwLock<Snapshot>>),
+}
+
+/// A leaf yielding the batches of its input, projected.
 #[derive(Debug)]
-pub(crate) struct SlotExec {
-    /// Schema of the batches put into the slot.
+pub(crate) struct LeafExec {
+    /// Schema of the input's batches.
     input_schema: SchemaRef,
     projection: Option<Vec<usize>>,
-    slot: BatchSlot,
+    input: LeafInput,
     properties: Arc<PlanProperties>,
 }
 
-impl SlotExec {
+impl LeafExec {
     pub fn new(
         input_schema: SchemaRef,
         projection: Option<Vec<usize>>,
-        slot: BatchSlot,
+        input: LeafInput,
     ) -> DFResult<Self> {
         let schema = match &projection {
             Some(p) => Arc::new(input_schema.project(p)?),
@@ -245,29 +263,59 @@ impl SlotExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
-        Ok(SlotExec {
+        Ok(LeafExec {
             input_schema,
             projection,
-            slot,
+            input,
             properties: Arc::new(properties),
         })
     }
 
-    /// The slot this leaf reads.
-    pub fn slot(&self) -> &BatchSlot {
-        &self.slot
+    /// A leaf over a stream's slot.
+    pub fn stream(
+        input_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+        slot: BatchSlot,
+    ) -> DFResult<Self> {
+        Self::new(input_schema, projection, LeafInput::Stream(slot))
+    }
+
+    /// The slot this leaf reads, if it reads a stream.
+    pub fn slot(&self) -> Option<&BatchSlot> {
+        match &self.input {
+            LeafInput::Stream(slot) => Some(slot),
+            LeafInput::Table(_) => None,
+        }
+    }
+
+    /// The generation of the table rows the next run yields, if it reads
+    /// a reference table.
+    pub fn generation(&self) -> Option<u64> {
+        match &self.input {
+            LeafInput::Stream(_) => None,
+            LeafInput::Table(snapshot) => Some(read_snapshot(snapshot).generation),
+        }
     }
 }
 
-impl DisplayAs for SlotExec {
+fn read_snapshot(snapshot: &RwLock<Snapshot>) -> std::sync::RwLockReadGuard<'_, Snapshot> {
+    // The snapshot is replaced whole; a panic elsewhere cannot corrupt it.
+    snapshot.read().unwrap_or_else(|p| p.into_inner())
+}
+
+impl DisplayAs for LeafExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SlotExec: projection={:?}", self.projection)
+        let input = match &self.input {
+            LeafInput::Stream(slot) => format!("stream={}", slot.stream().unwrap_or("?")),
+            LeafInput::Table(_) => "table".to_string(),
+        };
+        write!(f, "LeafExec: {input}, projection={:?}", self.projection)
     }
 }
 
-impl ExecutionPlan for SlotExec {
+impl ExecutionPlan for LeafExec {
     fn name(&self) -> &str {
-        "SlotExec"
+        "LeafExec"
     }
 
     fn properties(&self) -> &Arc<PlanProperties> {
@@ -305,7 +353,10 @@ impl ExecutionPlan for SlotExec {
     /// rows, and keeps it from one run to the next.
     fn partition_statistics(&self, _partition: Option<usize>) -> DFResult<Arc<Statistics>> {
         let mut statistics = Statistics::new_unknown(&self.schema());
-        statistics.num_rows = Precision::Inexact(STREAM_ROWS);
+        statistics.num_rows = Precision::Inexact(match &self.input {
+            LeafInput::Stream(_) => STREAM_ROWS,
+            LeafInput::Table(snapshot) => read_snapshot(snapshot).rows,
+        });
         Ok(Arc::new(statistics))
     }
 
@@ -314,8 +365,12 @@ impl ExecutionPlan for SlotExec {
         _partition: usize,
         _context: Arc<TaskContext>,
     ) -> DFResult<SendableRecordBatchStream> {
+        let batches = match &self.input {
+            LeafInput::Stream(slot) => Arc::new(slot.get()),
+            LeafInput::Table(snapshot) => Arc::clone(&read_snapshot(snapshot).batches),
+        };
         Ok(Box::pin(projected_stream(
-            &self.slot.get(),
+            &batches,
             &self.input_schema,
             self.projection.as_deref(),
         )?))
@@ -347,9 +402,9 @@ pub(crate) fn projected_stream(
 /// stream share its slot).
 pub(crate) fn input_slots(plan: &Arc<dyn ExecutionPlan>) -> Vec<BatchSlot> {
     fn collect(plan: &Arc<dyn ExecutionPlan>, slots: &mut Vec<BatchSlot>) {
-        if let Some(leaf) = plan.downcast_ref::<SlotExec>() {
-            if !slots.iter().any(|s| Arc::ptr_eq(&s.0, &leaf.slot().0)) {
-                slots.push(leaf.slot().clone());
+        if let Some(slot) = plan.downcast_ref::<LeafExec>().and_then(LeafExec::slot) {
+            if !slots.iter().any(|s| Arc::ptr_eq(&s.0, &slot.0)) {
+                slots.push(slot.clone());
             }
             return;
         }
@@ -364,8 +419,8 @@ pub(crate) fn input_slots(plan: &Arc<dyn ExecutionPlan>) -> Vec<BatchSlot> {
 
 /// The slot of the (single) input leaf of a planned continuous query.
 pub(crate) fn input_slot(plan: &Arc<dyn ExecutionPlan>) -> Option<BatchSlot> {
-    if let Some(leaf) = plan.downcast_ref::<SlotExec>() {
-        return Some(leaf.slot().clone());
+    if let Some(slot) = plan.downcast_ref::<LeafExec>().and_then(LeafExec::slot) {
+        return Some(slot.clone());
     }
     plan.children().into_iter().find_map(input_slot)
 }

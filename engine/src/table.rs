@@ -19,25 +19,17 @@ use arrow::datatypes::{Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::Statistics;
-use datafusion::common::stats::Precision;
-use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::TableType;
 use datafusion::error::Result as DFResult;
-use datafusion::execution::TaskContext;
 use datafusion::logical_expr::Expr;
-use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
-};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{CsvReadOptions, JsonReadOptions, ParquetReadOptions, SessionConfig};
 use datafusion::prelude::{DataFrame, SessionContext};
 use deltalake::DeltaTable;
 use fibers_sql::CreateStream;
 use url::Url;
 
-use crate::plan::projected_stream;
+use crate::plan::{LeafExec, LeafInput};
 use crate::{Error, Result};
 
 /// How often a Delta table is checked for a new version by default.
@@ -472,114 +464,10 @@ impl TableProvider for SnapshotTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Ok(Arc::new(SnapshotExec::new(
+        Ok(Arc::new(LeafExec::new(
             Arc::clone(&self.schema),
             projection.cloned(),
-            Arc::clone(&self.snapshot),
-        )?))
-    }
-}
-
-/// A leaf yielding a reference table's current rows, projected.
-#[derive(Debug)]
-pub(crate) struct SnapshotExec {
-    table_schema: SchemaRef,
-    projection: Option<Vec<usize>>,
-    snapshot: Arc<RwLock<Snapshot>>,
-    properties: Arc<PlanProperties>,
-}
-
-impl SnapshotExec {
-    fn new(
-        table_schema: SchemaRef,
-        projection: Option<Vec<usize>>,
-        snapshot: Arc<RwLock<Snapshot>>,
-    ) -> DFResult<Self> {
-        let schema = match &projection {
-            Some(p) => Arc::new(table_schema.project(p)?),
-            None => Arc::clone(&table_schema),
-        };
-        let properties = PlanProperties::new(
-            EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
-        Ok(SnapshotExec {
-            table_schema,
-            projection,
-            snapshot,
-            properties: Arc::new(properties),
-        })
-    }
-}
-
-impl SnapshotExec {
-    /// The generation of the rows the next run yields.
-    pub fn generation(&self) -> u64 {
-        self.snapshot
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .generation
-    }
-}
-
-impl DisplayAs for SnapshotExec {
-    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(f, "SnapshotExec: projection={:?}", self.projection)
-    }
-}
-
-impl ExecutionPlan for SnapshotExec {
-    fn name(&self) -> &str {
-        "SnapshotExec"
-    }
-
-    fn properties(&self) -> &Arc<PlanProperties> {
-        &self.properties
-    }
-
-    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
-    }
-
-    fn apply_expressions(
-        &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DFResult<TreeNodeRecursion>,
-    ) -> DFResult<TreeNodeRecursion> {
-        Ok(TreeNodeRecursion::Continue)
-    }
-
-    fn with_new_children(
-        self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        Ok(self)
-    }
-
-    fn partition_statistics(&self, _partition: Option<usize>) -> DFResult<Arc<Statistics>> {
-        let rows = self.snapshot.read().unwrap_or_else(|p| p.into_inner()).rows;
-        let mut statistics = Statistics::new_unknown(&self.schema());
-        statistics.num_rows = Precision::Inexact(rows);
-        Ok(Arc::new(statistics))
-    }
-
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> DFResult<SendableRecordBatchStream> {
-        let batches = Arc::clone(
-            &self
-                .snapshot
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .batches,
-        );
-        Ok(Box::pin(projected_stream(
-            &batches,
-            &self.table_schema,
-            self.projection.as_deref(),
+            LeafInput::Table(Arc::clone(&self.snapshot)),
         )?))
     }
 }

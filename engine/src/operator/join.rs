@@ -17,7 +17,7 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use fibers_sql::{ContinuousQuery, Window};
 
-use super::{Operator, WindowAssigner, floor_to};
+use super::{Operator, WindowAssigner, check_state_schema, floor_to};
 use crate::checkpoint::OperatorState;
 use crate::connector::union::UnionLayout;
 use crate::plan::{BatchSlot, Reusable, input_slots, run};
@@ -254,23 +254,12 @@ impl Operator for WindowJoin {
         self.windows.clear();
         self.emitted_through = None;
         for batch in state.batches {
-            check_state_schema(&batch, &self.state_schema)?;
+            check_state_schema(&batch, &self.state_schema, "join")?;
             self.add(batch)?;
         }
         self.emitted_through = state.emitted_through;
         Ok(())
     }
-}
-
-fn check_state_schema(batch: &RecordBatch, schema: &SchemaRef) -> Result<()> {
-    if batch.schema().fields() != schema.fields() {
-        return Err(Error::invalid(format!(
-            "the checkpointed join state has schema {}, the query's is {schema}; the query \
-             changed since the checkpoint",
-            batch.schema()
-        )));
-    }
-    Ok(())
 }
 
 /// Buffered rows of one side of an interval join, with each batch's
@@ -449,7 +438,7 @@ impl Operator for IntervalJoin {
     async fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.buffers = [Buffer::default(), Buffer::default()];
         for batch in state.batches {
-            check_state_schema(&batch, &self.state_schema)?;
+            check_state_schema(&batch, &self.state_schema, "join")?;
             // Pairs among restored rows were emitted before the checkpoint.
             for (input, rows) in self.router.parts(&batch)? {
                 self.buffers[input].push(rows, self.time_index)?;

@@ -205,6 +205,24 @@ impl WindowAssigner {
     }
 }
 
+/// Refuses checkpointed operator state whose schema is not the query's:
+/// the view's query changed since the checkpoint. `what` names the state
+/// (window, session, join).
+pub(crate) fn check_state_schema(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    what: &str,
+) -> Result<()> {
+    if batch.schema().fields() != schema.fields() {
+        return Err(Error::invalid(format!(
+            "the checkpointed {what} state has schema {}, the query's is {schema}; \
+             the view's query changed since the checkpoint",
+            batch.schema()
+        )));
+    }
+    Ok(())
+}
+
 /// `t` rounded down to a multiple of `unit` (towards negative infinity, so
 /// times before 1970 fall into the right window too).
 pub(crate) fn floor_to(t: i64, unit: i64) -> i64 {

@@ -19,9 +19,9 @@ use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceC
 use fibers_sql::{WINDOW_END, WINDOW_START};
 
 use super::window::Split;
-use super::{Operator, WindowAssigner};
+use super::{Operator, WindowAssigner, check_state_schema};
 use crate::checkpoint::OperatorState;
-use crate::plan::{BatchSlot, Reusable, SlotExec, input_slot, run};
+use crate::plan::{BatchSlot, LeafExec, Reusable, input_slot, run};
 use crate::{Error, Result};
 
 /// Compact the partial states once this many batches of them are kept.
@@ -151,7 +151,7 @@ impl SessionAggregate {
         let rows_input = input_slot(&below)
             .ok_or_else(|| Error::invalid("the aggregation does not read its stream"))?;
         let partial_input = BatchSlot::default();
-        let partial_leaf: Arc<dyn ExecutionPlan> = Arc::new(SlotExec::new(
+        let partial_leaf: Arc<dyn ExecutionPlan> = Arc::new(LeafExec::stream(
             Arc::clone(&below_schema),
             None,
             partial_input.clone(),
@@ -382,14 +382,7 @@ impl Operator for SessionAggregate {
         self.sessions = Sessions::default();
         self.states.clear();
         for batch in state.batches {
-            if batch.schema().fields() != self.state_schema.fields() {
-                return Err(Error::invalid(format!(
-                    "the checkpointed session state has schema {}, the query's is {}; \
-                     the view's query changed since the checkpoint",
-                    batch.schema(),
-                    self.state_schema
-                )));
-            }
+            check_state_schema(&batch, &self.state_schema, "session")?;
             if batch.num_rows() == 0 {
                 continue;
             }

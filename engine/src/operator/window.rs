@@ -14,9 +14,9 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use fibers_sql::{WINDOW_END, WINDOW_START, Window};
 
-use super::{Operator, WindowAssigner, floor_to};
+use super::{Operator, WindowAssigner, check_state_schema, floor_to};
 use crate::checkpoint::OperatorState;
-use crate::plan::{BatchSlot, Reusable, SlotExec, input_slot, run};
+use crate::plan::{BatchSlot, LeafExec, Reusable, input_slot, run};
 use crate::{Error, Result};
 
 /// Compact a pane's partial states once it holds this many batches.
@@ -225,14 +225,7 @@ impl Operator for WindowAggregate {
     async fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.panes.clear();
         for batch in state.batches {
-            if batch.schema().fields() != self.state_schema.fields() {
-                return Err(Error::invalid(format!(
-                    "the checkpointed window state has schema {}, the query's is {}; \
-                     the view's query changed since the checkpoint",
-                    batch.schema(),
-                    self.state_schema
-                )));
-            }
+            check_state_schema(&batch, &self.state_schema, "window")?;
             if batch.num_rows() > 0 {
                 self.add_states(batch).await?;
             }
@@ -282,8 +275,11 @@ impl Split {
         plan: &Arc<dyn ExecutionPlan>,
     ) -> Result<(BatchSlot, Arc<dyn ExecutionPlan>)> {
         let input = BatchSlot::default();
-        let leaf: Arc<dyn ExecutionPlan> =
-            Arc::new(SlotExec::new(self.partial.schema(), None, input.clone())?);
+        let leaf: Arc<dyn ExecutionPlan> = Arc::new(LeafExec::stream(
+            self.partial.schema(),
+            None,
+            input.clone(),
+        )?);
         let partial_ptr = Arc::as_ptr(&self.partial) as *const ();
         let emit = Arc::clone(plan)
             .transform_down(|node| {
@@ -302,7 +298,7 @@ impl Split {
     pub fn reduce_plan(&self) -> Result<(BatchSlot, Arc<dyn ExecutionPlan>)> {
         let state_schema = self.partial.schema();
         let input = BatchSlot::default();
-        let leaf = Arc::new(SlotExec::new(
+        let leaf = Arc::new(LeafExec::stream(
             Arc::clone(&state_schema),
             None,
             input.clone(),
