@@ -36,5 +36,5 @@ pub use error::{Error, Result};
 pub use fibers_catalog::ObjectKind;
 pub use fibers_sql::{ParsedStatement, parse_script};
 pub use result::{RowStream, StatementOutput, StatementResult};
-pub use runner::QueryRunner;
+pub use runner::{QueryRunner, read_stream};
 pub use watermark::WatermarkTracker;

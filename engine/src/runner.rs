@@ -2,29 +2,42 @@
 //! it, without a data dir, source thread or archive: for benchmarks,
 //! embedding and tests.
 
+use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::record_batch::RecordBatch;
 use fibers_sql::{Statement, plan_continuous_query};
 
-use crate::connector::StreamDef;
+use crate::connector::union::{Widener, to_union};
+use crate::connector::{Poll, StreamDef};
 use crate::engine::Objects;
 use crate::operator::{self, Operator};
-use crate::watermark::WatermarkTracker;
+use crate::watermark::PartitionWatermarks;
 use crate::{Error, Result};
 
 /// A [`QueryRunner`]'s state: operator state as Arrow IPC, the window
-/// emitted last, and the largest event time seen.
+/// emitted last, and the watermark state.
 #[cfg(test)]
-type RunnerSnapshot = (Option<Vec<u8>>, Option<i64>, Option<i64>);
+type RunnerSnapshot = (
+    Option<Vec<u8>>,
+    Option<i64>,
+    crate::checkpoint::WatermarkState,
+);
 
 /// A planned continuous query fed batch by batch.
 ///
 /// It applies the same watermark and lateness rules and the same operators
-/// as a job does.
+/// as a job does. A query joining two streams takes each stream's rows
+/// through [`QueryRunner::push_to`]; as in a job, its watermark is the
+/// smaller of the two streams'.
 pub struct QueryRunner {
     operator: Box<dyn Operator>,
-    tracker: WatermarkTracker,
+    /// The streams the query reads, in the order the job reads them.
+    streams: Vec<String>,
+    /// Turns each stream's rows into the rows of a join's two streams.
+    widener: Option<Widener>,
+    watermarks: PartitionWatermarks,
     late_rows: u64,
 }
 
@@ -33,47 +46,121 @@ impl QueryRunner {
     /// `CREATE STREAM` statement) defines. Batches pushed must have the
     /// stream's schema.
     pub async fn new(create_stream: &str, query: &str) -> Result<Self> {
-        let statements = fibers_sql::parse_script(&format!("{create_stream};\n{query}"))?;
-        let [stream, select] = statements.as_slice() else {
-            return Err(Error::invalid("expected a CREATE STREAM and a SELECT"));
-        };
-        let (Statement::CreateStream(create), Statement::Query(select)) =
-            (&stream.statement, &select.statement)
-        else {
-            return Err(Error::invalid("expected a CREATE STREAM and a SELECT"));
-        };
-        let datafusion::sql::sqlparser::ast::Statement::Query(select) = select.as_ref() else {
-            return Err(Error::invalid("expected a SELECT"));
-        };
-        let def = StreamDef::resolve(create, std::path::Path::new("."))?;
-        if def.arrival_time {
-            return Err(Error::invalid(
-                "the stream needs a WATERMARK to be run by a QueryRunner",
-            ));
-        }
-        let time_index = def.schema.index_of(&def.time_column)?;
-        let tracker = WatermarkTracker::new(time_index, def.delay_nanos);
-        let def = Arc::new(def);
+        Self::from_script(&format!("{create_stream};\n{query}")).await
+    }
+
+    /// Plans the query of a script: `CREATE STREAM` statements, then one
+    /// `SELECT`, or a `CREATE MATERIALIZED VIEW` or `CREATE SINK` whose
+    /// query is run (its archive or connector is not: the runner returns
+    /// the rows). The query may join two of the streams.
+    pub async fn from_script(script: &str) -> Result<Self> {
+        let statements = fibers_sql::parse_script(script)?;
         let mut objects = Objects::default();
-        objects
-            .streams
-            .insert(create.name.clone(), Arc::clone(&def));
-        let planned = plan_continuous_query("query", select, &objects).await?;
+        let mut query = None;
+        for parsed in &statements {
+            if query.is_some() {
+                return Err(Error::invalid(
+                    "a QueryRunner script ends with its query; nothing may follow it",
+                ));
+            }
+            match &parsed.statement {
+                Statement::CreateStream(create) => {
+                    let def = StreamDef::resolve(create, Path::new("."))?;
+                    objects.streams.insert(create.name.clone(), Arc::new(def));
+                }
+                Statement::Query(select) => match select.as_ref() {
+                    datafusion::sql::sqlparser::ast::Statement::Query(select) => {
+                        query = Some(("query", select.clone()));
+                    }
+                    _ => return Err(Error::invalid("expected a SELECT")),
+                },
+                Statement::CreateView(create) | Statement::CreateSink(create) => {
+                    query = Some((create.name.as_str(), create.query.clone()));
+                }
+                _ => {
+                    return Err(Error::invalid(
+                        "a QueryRunner script holds CREATE STREAM statements, then a SELECT, \
+                         CREATE MATERIALIZED VIEW or CREATE SINK",
+                    ));
+                }
+            }
+        }
+        let Some((name, select)) = query else {
+            return Err(Error::invalid("the script has no query to run"));
+        };
+        let planned = plan_continuous_query(name, &select, &objects).await?;
+        let mut defs = Vec::with_capacity(planned.inputs.len());
+        for input in &planned.inputs {
+            let def = objects
+                .streams
+                .get(&input.stream)
+                .ok_or_else(|| Error::invalid(format!("stream '{}' not found", input.stream)))?;
+            if def.arrival_time {
+                return Err(Error::invalid(format!(
+                    "stream '{}' needs a WATERMARK to be run by a QueryRunner",
+                    def.name
+                )));
+            }
+            defs.push(Arc::clone(def));
+        }
+        let (stream, widener) = match defs.as_slice() {
+            [one] => (Arc::clone(one), None),
+            [first, second] => {
+                let union = StreamDef::union(first, second)?;
+                let widener = Widener::new(&[first, second], Arc::clone(&union.schema))?;
+                (Arc::new(union), Some(widener))
+            }
+            _ => return Err(Error::invalid("the query reads no stream")),
+        };
+        let time_index = stream.schema.index_of(&stream.time_column)?;
+        let mut watermarks = PartitionWatermarks::new(time_index, stream.delay_nanos, None);
+        // Each stream holds the watermark back until it has rows.
+        let now = Instant::now();
+        for input in 0..defs.len() {
+            watermarks.add_partition(partition(input), now);
+        }
         let ctx = planned.state.task_ctx();
-        let operator = operator::build(&planned, &def, ctx, None).await?;
+        let operator = operator::build(&planned, &stream, ctx, None).await?;
         Ok(QueryRunner {
             operator,
-            tracker,
+            streams: defs.iter().map(|d| d.name.clone()).collect(),
+            widener,
+            watermarks,
             late_rows: 0,
         })
     }
 
-    /// Feeds rows; returns the rows that became final.
+    /// Feeds rows of the query's (first) stream; returns the rows that
+    /// became final.
     pub async fn push(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
-        let observed = self.tracker.observe(batch)?;
+        self.push_input(0, batch).await
+    }
+
+    /// Feeds rows of stream `stream`; returns the rows that became final.
+    pub async fn push_to(&mut self, stream: &str, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let input = self
+            .streams
+            .iter()
+            .position(|s| s.eq_ignore_ascii_case(stream))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "the query does not read stream '{stream}'; it reads {}",
+                    self.streams.join(", ")
+                ))
+            })?;
+        self.push_input(input, batch).await
+    }
+
+    async fn push_input(&mut self, input: usize, batch: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let batch = match &self.widener {
+            Some(widener) => widener.widen(input, batch)?,
+            None => batch,
+        };
+        let now = Instant::now();
+        let observed = self.watermarks.observe(partition(input), batch, now)?;
         self.late_rows += observed.late as u64;
         let mut out = self.operator.process(observed.batch).await?;
-        if let Some(watermark) = self.tracker.watermark() {
+        if let Some(watermark) = self.watermarks.advance(now) {
             out.extend(self.operator.advance(watermark).await?);
         }
         Ok(out)
@@ -98,16 +185,13 @@ impl QueryRunner {
             Some(schema) => Some(crate::checkpoint::encode_ipc(&schema, &state.batches)?),
             None => None,
         };
-        Ok((ipc, state.emitted_through, self.tracker.max_seen()))
+        Ok((ipc, state.emitted_through, self.watermarks.snapshot()))
     }
 
     /// Restores a [`QueryRunner::snapshot`] into a fresh runner.
     #[cfg(test)]
-    async fn restore(
-        &mut self,
-        snapshot: (Option<Vec<u8>>, Option<i64>, Option<i64>),
-    ) -> Result<()> {
-        let (ipc, emitted_through, max_seen) = snapshot;
+    async fn restore(&mut self, snapshot: RunnerSnapshot) -> Result<()> {
+        let (ipc, emitted_through, watermarks) = snapshot;
         let batches = match ipc {
             Some(bytes) => crate::checkpoint::decode_ipc(bytes.into())?,
             None => Vec::new(),
@@ -118,9 +202,39 @@ impl QueryRunner {
                 batches,
             })
             .await?;
-        self.tracker.set_max_seen(max_seen);
+        self.watermarks.restore(&watermarks, Instant::now());
         Ok(())
     }
+}
+
+/// Reads every row of the bounded stream `create_stream` (a `CREATE STREAM`
+/// statement) defines, in batches of up to `batch_rows` rows in the order
+/// its source yields them (partitions interleaved): input prepared ahead
+/// of a [`QueryRunner`], so that reading it is not part of what is measured.
+pub fn read_stream(create_stream: &str, batch_rows: usize) -> Result<Vec<RecordBatch>> {
+    let statements = fibers_sql::parse_script(create_stream)?;
+    let [parsed] = statements.as_slice() else {
+        return Err(Error::invalid("expected one CREATE STREAM statement"));
+    };
+    let Statement::CreateStream(create) = &parsed.statement else {
+        return Err(Error::invalid("expected a CREATE STREAM statement"));
+    };
+    let def = StreamDef::resolve(create, Path::new("."))?;
+    def.check_snapshot()?;
+    let mut source = def.open(batch_rows)?;
+    let mut batches = Vec::new();
+    loop {
+        match source.poll()? {
+            Poll::Batch(_, batch) => batches.push(batch),
+            Poll::Idle(wait) => std::thread::sleep(wait),
+            Poll::End => return Ok(batches),
+        }
+    }
+}
+
+/// The watermark partition of the query's `input`th stream.
+fn partition(input: usize) -> u32 {
+    to_union(input, 0)
 }
 
 #[cfg(test)]
@@ -496,6 +610,75 @@ mod tests {
             .unwrap();
         let (got, want) = (rows(&out), rows(&expected));
         assert!(want.len() > 20, "too few windows: {}", want.len());
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_join_of_two_streams_fed_in_turn_matches_a_batch_query() {
+        let person = "CREATE STREAM person WITH (connector = 'nexmark', event = 'person', \
+                      events = '40000', seed = '5')";
+        let auction = "CREATE STREAM auction WITH (connector = 'nexmark', event = 'auction', \
+                       events = '40000', seed = '5')";
+        let people = read_stream(person, 100).unwrap();
+        let auctions = read_stream(auction, 300).unwrap();
+        let mut runner = QueryRunner::from_script(&format!(
+            "{person}; {auction};
+             CREATE SINK new_sellers WITH (connector = 'discard') AS
+             SELECT p.id, p.window_start, count(*) AS auctions
+             FROM TUMBLE(person, date_time, INTERVAL '1' SECOND) AS p
+             JOIN TUMBLE(auction, date_time, INTERVAL '1' SECOND) AS a
+               ON p.id = a.seller AND p.window_start = a.window_start
+             GROUP BY p.id, p.window_start"
+        ))
+        .await
+        .unwrap();
+        let mut out = Vec::new();
+        for i in 0..people.len().max(auctions.len()) {
+            if let Some(batch) = people.get(i) {
+                out.extend(runner.push_to("person", batch.clone()).await.unwrap());
+            }
+            if let Some(batch) = auctions.get(i) {
+                out.extend(runner.push_to("AUCTION", batch.clone()).await.unwrap());
+            }
+        }
+        let emitted_before_the_end = out.iter().map(|b| b.num_rows()).sum::<usize>();
+        out.extend(runner.finish().await.unwrap());
+        assert_eq!(runner.late_rows(), 0);
+        assert!(
+            emitted_before_the_end > 0,
+            "the watermark of both streams closed no window before the end"
+        );
+        let e = runner
+            .push_to("bid", people[0].clone())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("does not read stream 'bid'; it reads auction, person"),
+            "{e}"
+        );
+
+        let ctx = SessionContext::new();
+        for (name, batches) in [("person", &people), ("auction", &auctions)] {
+            let table = MemTable::try_new(batches[0].schema(), vec![batches.clone()]).unwrap();
+            ctx.register_table(name, std::sync::Arc::new(table))
+                .unwrap();
+        }
+        let expected = ctx
+            .sql(
+                "SELECT p.id, p.window_start, count(*) AS auctions
+                 FROM (SELECT id, date_bin(INTERVAL '1 second', date_time) AS window_start FROM person) p
+                 JOIN (SELECT seller, date_bin(INTERVAL '1 second', date_time) AS window_start FROM auction) a
+                   ON p.id = a.seller AND p.window_start = a.window_start
+                 GROUP BY p.id, p.window_start",
+            )
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let (got, want) = (rows(&out), rows(&expected));
+        assert!(want.len() > 20, "too few rows: {}", want.len());
         assert_eq!(got, want);
     }
 }

@@ -51,18 +51,6 @@ impl WatermarkTracker {
         self.max_seen.map(|m| m.saturating_sub(self.delay))
     }
 
-    /// The largest event time seen.
-    #[cfg(test)]
-    pub(crate) fn max_seen(&self) -> Option<i64> {
-        self.max_seen
-    }
-
-    /// Restores [`WatermarkTracker::max_seen`].
-    #[cfg(test)]
-    pub(crate) fn set_max_seen(&mut self, max_seen: Option<i64>) {
-        self.max_seen = max_seen;
-    }
-
     /// Advances the watermark over `batch` and drops its late rows.
     pub fn observe(&mut self, batch: RecordBatch) -> Result<Observed> {
         self.observe_within(batch, Bounds::default())

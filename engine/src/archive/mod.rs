@@ -23,8 +23,8 @@ use crate::{Error, Result};
 /// Archive formats.
 pub(crate) const FORMATS: &[&str] = &["delta", "parquet"];
 
-/// Sink connectors: the archive formats, and Kafka topics.
-pub(crate) const SINK_CONNECTORS: &[&str] = &["delta", "parquet", "kafka"];
+/// Sink connectors: the archive formats, Kafka topics, and `discard`.
+pub(crate) const SINK_CONNECTORS: &[&str] = &["delta", "parquet", "kafka", "discard"];
 
 /// Where and how a view or sink archives its rows.
 #[derive(Debug, Clone)]
@@ -46,6 +46,9 @@ pub(crate) enum ArchiveFormat {
     Parquet,
     /// Not an archive: a Kafka sink's topic.
     Kafka,
+    /// Not an archive: a sink that counts its rows and drops them, for
+    /// benchmarks and for trying a query's cost without storing anything.
+    Discard,
 }
 
 impl ArchiveFormat {
@@ -54,6 +57,7 @@ impl ArchiveFormat {
             ArchiveFormat::Delta => "delta",
             ArchiveFormat::Parquet => "parquet",
             ArchiveFormat::Kafka => "kafka",
+            ArchiveFormat::Discard => "discard",
         }
     }
 }
@@ -82,6 +86,9 @@ impl Default for CommitPolicy {
     }
 }
 
+/// Options of a discard sink besides `connector`.
+const DISCARD_OPTIONS: &[&str] = &["checkpoint_interval", "commit_interval", "commit_rows"];
+
 /// Options of views and file sinks besides the format key.
 pub(crate) const OPTIONS: &[&str] = &[
     "path",
@@ -107,6 +114,7 @@ impl ArchiveConfig {
                 "delta" => ArchiveFormat::Delta,
                 "parquet" => ArchiveFormat::Parquet,
                 "kafka" if sink => ArchiveFormat::Kafka,
+                "discard" if sink => ArchiveFormat::Discard,
                 _ => {
                     let valid = if sink { SINK_CONNECTORS } else { FORMATS };
                     return Err(Error::invalid(format!(
@@ -128,6 +136,18 @@ impl ArchiveConfig {
                 kafka: Some(Arc::new(config)),
             });
         }
+        if format == ArchiveFormat::Discard {
+            // Nothing is kept, so there is nothing to commit early.
+            let mut commit = CommitPolicy::default();
+            take_commit_policy(options, &mut commit)?;
+            return Ok(ArchiveConfig {
+                format,
+                path_written: String::new(),
+                path: PathBuf::new(),
+                commit,
+                kafka: None,
+            });
+        }
         let path_written = options.take("path").unwrap_or_else(|| name.to_string());
         let mut commit = CommitPolicy::default();
         take_commit_policy(options, &mut commit)?;
@@ -144,6 +164,7 @@ impl ArchiveConfig {
     pub fn valid_options(&self) -> &'static [&'static str] {
         match self.format {
             ArchiveFormat::Kafka => SINK_OPTIONS,
+            ArchiveFormat::Discard => DISCARD_OPTIONS,
             _ => OPTIONS,
         }
     }
@@ -165,6 +186,7 @@ impl ArchiveConfig {
                 Some(config) => config.check(owner, &schema),
                 None => Ok(()),
             },
+            ArchiveFormat::Discard => Ok(()),
         }
     }
 
@@ -180,18 +202,21 @@ impl ArchiveConfig {
                     .ok_or_else(|| Error::invalid("a Kafka sink without settings"))?;
                 Box::new(KafkaWriter::new(config, archive_schema(schema), owner))
             }
+            ArchiveFormat::Discard => Box::new(DiscardWriter),
         };
         Ok(Archive {
             pending: Pending::new(archive_schema(schema)),
+            discard: self.format == ArchiveFormat::Discard,
             writer,
             rewrite: None,
             replacing: KeptRows::default(),
         })
     }
 
-    /// Whether rows can be read back (a table, not a Kafka topic).
+    /// Whether rows can be read back (a table, not a Kafka topic or a
+    /// discard sink).
     pub fn readable(&self) -> bool {
-        self.format != ArchiveFormat::Kafka
+        !matches!(self.format, ArchiveFormat::Kafka | ArchiveFormat::Discard)
     }
 
     /// Makes the archive queryable as `name` in an ad-hoc query.
@@ -209,6 +234,10 @@ impl ArchiveConfig {
                 "sink '{name}' writes to Kafka topic '{}' and keeps no table; \
                  query a stream over that topic instead",
                 self.path_written
+            ))),
+            ArchiveFormat::Discard => Err(Error::invalid(format!(
+                "sink '{name}' discards its rows and keeps no table; \
+                 create a view or a delta/parquet sink to query its results"
             ))),
         }
     }
@@ -265,6 +294,32 @@ pub(crate) trait TableWriter: Send {
     }
 }
 
+/// The writer of a `discard` sink: rows never reach it.
+struct DiscardWriter;
+
+#[async_trait]
+impl TableWriter for DiscardWriter {
+    async fn stage(
+        &mut self,
+        _schema: &SchemaRef,
+        _batches: Vec<RecordBatch>,
+        _epoch: u64,
+        _store: Option<&CheckpointStore>,
+    ) -> Result<Staged> {
+        Ok(Staged::default())
+    }
+
+    async fn commit(
+        &mut self,
+        _staged: &serde_json::Value,
+        _epoch: u64,
+        _store: Option<&CheckpointStore>,
+        _recovering: bool,
+    ) -> Result<()> {
+        Ok(())
+    }
+}
+
 /// The rows a replay's commit replaces.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct ReplaceRange {
@@ -298,6 +353,8 @@ pub(crate) struct Staged {
 /// A job's writer of its archive: rows are buffered and committed together.
 pub(crate) struct Archive {
     pending: Pending,
+    /// A discard sink: rows are dropped as they arrive, never buffered.
+    discard: bool,
     writer: Box<dyn TableWriter>,
     /// The rewrite of a replay, while it lasts.
     rewrite: Option<Rewrite>,
@@ -308,6 +365,9 @@ pub(crate) struct Archive {
 impl Archive {
     /// Buffers rows for the next commit.
     pub fn buffer(&mut self, batch: &RecordBatch) -> Result<()> {
+        if self.discard {
+            return Ok(());
+        }
         self.pending.push(batch)
     }
 

@@ -103,42 +103,31 @@ impl UnionLayout {
     }
 }
 
-/// Two sources read as one, round-robin.
-pub(crate) struct UnionSource {
-    sources: [Box<dyn Source>; 2],
+/// Turns either stream's rows into union rows.
+#[derive(Debug, Clone)]
+pub(crate) struct Widener {
     time_columns: [usize; 2],
     schema: SchemaRef,
     /// Column count of the first stream, then of the second.
     widths: [usize; 2],
-    ended: [bool; 2],
-    /// Which source to poll first next time.
-    next: usize,
-    partitions: Vec<u32>,
 }
 
-impl UnionSource {
-    pub fn new(
-        streams: &[&StreamDef; 2],
-        sources: [Box<dyn Source>; 2],
-        schema: SchemaRef,
-    ) -> Result<Self> {
+impl Widener {
+    /// The widener of `streams` into `schema` (their [`union_schema`]).
+    pub fn new(streams: &[&StreamDef; 2], schema: SchemaRef) -> Result<Self> {
         let time_column = |s: &StreamDef| s.schema.index_of(&s.time_column).map_err(Error::from);
-        Ok(UnionSource {
-            sources,
+        Ok(Widener {
             time_columns: [time_column(streams[0])?, time_column(streams[1])?],
             schema,
             widths: [
                 streams[0].schema.fields().len(),
                 streams[1].schema.fields().len(),
             ],
-            ended: [false; 2],
-            next: 0,
-            partitions: Vec::new(),
         })
     }
 
-    /// `batch` of stream `input` as union rows.
-    fn widen(&self, input: usize, batch: RecordBatch) -> Result<RecordBatch> {
+    /// `batch` of stream `input` (0 or 1) as union rows.
+    pub fn widen(&self, input: usize, batch: RecordBatch) -> Result<RecordBatch> {
         let rows = batch.num_rows();
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(self.schema.fields().len());
         columns.push(Arc::new(UInt8Array::from_value(input as u8, rows)));
@@ -163,6 +152,32 @@ impl UnionSource {
     }
 }
 
+/// Two sources read as one, round-robin.
+pub(crate) struct UnionSource {
+    sources: [Box<dyn Source>; 2],
+    widener: Widener,
+    ended: [bool; 2],
+    /// Which source to poll first next time.
+    next: usize,
+    partitions: Vec<u32>,
+}
+
+impl UnionSource {
+    pub fn new(
+        streams: &[&StreamDef; 2],
+        sources: [Box<dyn Source>; 2],
+        schema: SchemaRef,
+    ) -> Result<Self> {
+        Ok(UnionSource {
+            sources,
+            widener: Widener::new(streams, schema)?,
+            ended: [false; 2],
+            next: 0,
+            partitions: Vec::new(),
+        })
+    }
+}
+
 impl UnionSource {
     /// Both sources' partitions, numbered apart (sources learn theirs as
     /// they connect).
@@ -180,7 +195,8 @@ impl UnionSource {
     }
 }
 
-fn to_union(input: usize, partition: u32) -> u32 {
+/// Partition `partition` of stream `input`, numbered in the union.
+pub(crate) fn to_union(input: usize, partition: u32) -> u32 {
     if input == 0 {
         partition
     } else {
@@ -201,7 +217,7 @@ impl Source for UnionSource {
                 Poll::Batch(partition, batch) => {
                     // The other source goes first next time.
                     self.next = (input + 1) % 2;
-                    let batch = self.widen(input, batch)?;
+                    let batch = self.widener.widen(input, batch)?;
                     return Ok(Poll::Batch(to_union(input, partition), batch));
                 }
                 Poll::Idle(d) => wait = Some(wait.map_or(d, |w| w.min(d))),
