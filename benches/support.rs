@@ -47,3 +47,130 @@ pub async fn archived_rows(engine: &fibers_engine::Engine, view: &str) -> anyhow
         _ => anyhow::bail!("count(*) returned no rows"),
     }
 }
+
+/// Nexmark: the query files under `benches/nexmark/` and their input.
+#[allow(dead_code)] // not every bench runs Nexmark
+pub mod nexmark {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use anyhow::Context;
+    use arrow::array::AsArray;
+    use arrow::datatypes::TimestampNanosecondType;
+    use arrow::record_batch::RecordBatch;
+    use fibers_engine::QueryRunner;
+
+    /// Seed of every generated sequence.
+    pub const SEED: u64 = 42;
+    /// The three Nexmark streams.
+    pub const STREAMS: [&str; 3] = ["person", "auction", "bid"];
+
+    fn dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/nexmark")
+    }
+
+    /// The text of `benches/nexmark/<file>`.
+    pub fn sql(file: &str) -> anyhow::Result<String> {
+        let path = dir().join(file);
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+    }
+
+    /// The streaming queries, in the order q0, q1, ... q22.
+    pub fn queries() -> anyhow::Result<Vec<String>> {
+        let mut names: Vec<String> = std::fs::read_dir(dir())?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| Some(f.strip_suffix(".sql")?.to_string()))
+            .filter(|q| q.starts_with('q') && q[1..].chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        names.sort_by_key(|q| q[1..].parse::<u32>().unwrap_or(u32::MAX));
+        Ok(names)
+    }
+
+    /// `CREATE STREAM <event>` over `events` events of the sequence, as
+    /// fast as possible, in one generator partition.
+    pub fn create_stream(event: &str, events: u64) -> String {
+        format!(
+            "CREATE STREAM {event} WITH (connector = 'nexmark', event = '{event}', \
+             events = '{events}', seed = '{SEED}')"
+        )
+    }
+
+    /// The three streams, then the query `query` writing to a discard sink.
+    pub fn script(query: &str, events: u64) -> anyhow::Result<String> {
+        let mut script: String = STREAMS
+            .iter()
+            .map(|s| create_stream(s, events) + ";\n")
+            .collect();
+        script.push_str(&format!(
+            "CREATE SINK nexmark_{query} WITH (connector = 'discard') AS\n{}",
+            sql(&format!("{query}.sql"))?
+        ));
+        Ok(script)
+    }
+
+    /// What a timed run did.
+    #[derive(Debug, Clone, Copy, Default)]
+    pub struct Run {
+        pub events: u64,
+        pub rows_out: u64,
+        pub cpu: Duration,
+        pub wall: Duration,
+    }
+
+    impl Run {
+        pub fn per_cpu_second(&self) -> f64 {
+            self.events as f64 / self.cpu.as_secs_f64().max(1e-9)
+        }
+    }
+
+    /// The run with the least CPU.
+    pub fn best(runs: impl IntoIterator<Item = Run>) -> Run {
+        runs.into_iter().min_by_key(|r| r.cpu).unwrap_or_default()
+    }
+
+    /// Runs a planned query over pre-made batches of the streams it reads
+    /// (`inputs`: stream name, batches in time order), feeding the batch
+    /// with the earliest first event time next, as a job reading the
+    /// streams side by side would. Only the feeding is timed.
+    pub async fn run_streaming(
+        mut runner: QueryRunner,
+        inputs: &[(&str, &[RecordBatch])],
+    ) -> anyhow::Result<Run> {
+        let mut next = vec![0usize; inputs.len()];
+        let first_time = |batch: &RecordBatch| -> i64 {
+            batch
+                .column_by_name("date_time")
+                .and_then(|c| c.as_primitive_opt::<TimestampNanosecondType>())
+                .filter(|a| !a.is_empty())
+                .map_or(i64::MAX, |a| a.value(0))
+        };
+        let (cpu, wall) = (super::cpu_time(), Instant::now());
+        let (mut events, mut rows_out) = (0u64, 0u64);
+        while let Some((input, batch)) = inputs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, batches))| Some((i, batches.get(next[i])?)))
+            .min_by_key(|(_, b)| first_time(b))
+        {
+            next[input] += 1;
+            events += batch.num_rows() as u64;
+            for out in runner.push_to(inputs[input].0, batch.clone()).await? {
+                rows_out += out.num_rows() as u64;
+            }
+        }
+        for out in runner.finish().await? {
+            rows_out += out.num_rows() as u64;
+        }
+        anyhow::ensure!(
+            runner.late_rows() == 0,
+            "{} rows were late",
+            runner.late_rows()
+        );
+        Ok(Run {
+            events,
+            rows_out,
+            cpu: super::cpu_time() - cpu,
+            wall: wall.elapsed(),
+        })
+    }
+}

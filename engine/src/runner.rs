@@ -171,6 +171,11 @@ impl QueryRunner {
         self.operator.advance(i64::MAX).await
     }
 
+    /// The streams the query reads.
+    pub fn streams(&self) -> &[String] {
+        &self.streams
+    }
+
     /// Rows dropped as late so far.
     pub fn late_rows(&self) -> u64 {
         self.late_rows

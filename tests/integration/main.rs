@@ -11,6 +11,7 @@ mod flight_stream;
 mod kafka;
 mod kafka_join;
 mod lookup;
+mod nexmark;
 mod run_cli;
 mod server;
 mod shell;

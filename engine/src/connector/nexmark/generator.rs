@@ -63,24 +63,24 @@ const EVENTS_PER_AUCTION_HORIZON: u64 =
 const CHANNELS: usize = 10_000;
 
 const FIRST_NAMES: &[&str] = &[
-    "peter", "paul", "luke", "john", "saul", "vicky", "kate", "julie", "sarah", "deiter", "walter",
+    "Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter",
 ];
 const LAST_NAMES: &[&str] = &[
-    "shultz", "abrams", "spencer", "white", "bartels", "walton", "smith", "jones", "noris",
+    "Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris",
 ];
 const US_CITIES: &[&str] = &[
-    "phoenix",
-    "los angeles",
-    "san francisco",
-    "boise",
-    "portland",
-    "bend",
-    "redmond",
-    "seattle",
-    "kent",
-    "cheyenne",
+    "Phoenix",
+    "Los Angeles",
+    "San Francisco",
+    "Boise",
+    "Portland",
+    "Bend",
+    "Redmond",
+    "Seattle",
+    "Kent",
+    "Cheyenne",
 ];
-const US_STATES: &[&str] = &["az", "ca", "id", "or", "wa", "wy"];
+const US_STATES: &[&str] = &["AZ", "CA", "ID", "OR", "WA", "WY"];
 const HOT_CHANNELS: &[&str] = &["Google", "Facebook", "Baidu", "Apple"];
 
 /// The kinds of Nexmark event.
