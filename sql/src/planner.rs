@@ -227,7 +227,10 @@ pub async fn plan_continuous_query(
             crate::join::StreamJoin::Interval { .. } => {
                 crate::join::durations_in_join_filters(plan)?
             }
-            crate::join::StreamJoin::Windowed => plan,
+            crate::join::StreamJoin::Windowed => {
+                check_per_window(&plan)?;
+                plan
+            }
         };
         return Ok(ContinuousQuery {
             input_schema: Arc::clone(&inputs[0].schema),
@@ -528,6 +531,12 @@ fn check_window_functions(
              rows, each window's rows when it closes: {top_n}"
         ));
     }
+    unpartitioned_window_function(over)
+}
+
+/// A window function of `over` not partitioned by `window_start`, named in
+/// an error: a continuous query computes them over one window's rows.
+fn unpartitioned_window_function(over: &datafusion::logical_expr::Window) -> Option<String> {
     for expr in &over.window_expr {
         let Expr::WindowFunction(function) = expr.clone().unalias_nested().data else {
             continue;
@@ -544,6 +553,43 @@ fn check_window_functions(
         }
     }
     None
+}
+
+/// A windowed join runs its whole query over each window's rows, so every
+/// aggregate must group by `window_start` (or an expression of it, such as
+/// a FULL join's `coalesce(a.window_start, b.window_start)`) and every
+/// window function be
+/// partitioned by it; otherwise the query would silently compute per
+/// window what it asks for over all rows.
+pub(crate) fn check_per_window(plan: &LogicalPlan) -> Result<()> {
+    let mut problem = None;
+    plan.apply(|node| {
+        problem = match node {
+            LogicalPlan::Aggregate(agg)
+                if !agg
+                    .group_expr
+                    .iter()
+                    .any(|e| e.column_refs().iter().any(|c| c.name == WINDOW_START)) =>
+            {
+                Some(
+                    "an aggregate over a windowed join must GROUP BY window_start: the join \
+                     yields one window's rows at a time"
+                        .to_string(),
+                )
+            }
+            LogicalPlan::Window(over) => unpartitioned_window_function(over),
+            _ => None,
+        };
+        Ok(if problem.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    match problem {
+        Some(problem) => Err(Error::invalid(problem)),
+        None => Ok(()),
+    }
 }
 
 /// `window_end` is `window_start + size`, so grouping by both makes every
