@@ -149,6 +149,9 @@ pub(crate) struct Rewrite {
 pub(crate) struct OperatorManifest {
     pub state_file: Option<String>,
     pub emitted_through: Option<i64>,
+    /// See [`OperatorState::merged`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged: Vec<bool>,
 }
 
 /// An operator's state as of a barrier.
@@ -156,6 +159,11 @@ pub(crate) struct OperatorManifest {
 pub(crate) struct OperatorState {
     pub emitted_through: Option<i64>,
     pub batches: Vec<RecordBatch>,
+    /// For each batch, whether the operator had merged it already (a
+    /// window aggregate's compacted runs), so a restored operator merges
+    /// states in the same order as one never stopped, and sums the same
+    /// floating-point values in the same order. Empty: none was.
+    pub merged: Vec<bool>,
 }
 
 /// The watermark state of a source, per partition.

@@ -352,6 +352,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         .restore(OperatorState {
             emitted_through: manifest.operator.emitted_through,
             batches: state,
+            merged: manifest.operator.merged.clone(),
         })
         .await?;
     source.seek(&manifest.source)?;
@@ -610,6 +611,7 @@ async fn checkpoint(
             operator: OperatorManifest {
                 state_file,
                 emitted_through: state.emitted_through,
+                merged: state.merged.clone(),
             },
             sink: staged.manifest.clone(),
             replay: epochs.replay.as_ref().map(|r| Replay {

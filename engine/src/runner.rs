@@ -23,6 +23,7 @@ type RunnerSnapshot = (
     Option<Vec<u8>>,
     Option<i64>,
     crate::checkpoint::WatermarkState,
+    Vec<bool>,
 );
 
 /// A planned continuous query fed batch by batch.
@@ -190,13 +191,18 @@ impl QueryRunner {
             Some(schema) => Some(crate::checkpoint::encode_ipc(&schema, &state.batches)?),
             None => None,
         };
-        Ok((ipc, state.emitted_through, self.watermarks.snapshot()))
+        Ok((
+            ipc,
+            state.emitted_through,
+            self.watermarks.snapshot(),
+            state.merged,
+        ))
     }
 
     /// Restores a [`QueryRunner::snapshot`] into a fresh runner.
     #[cfg(test)]
     async fn restore(&mut self, snapshot: RunnerSnapshot) -> Result<()> {
-        let (ipc, emitted_through, watermarks) = snapshot;
+        let (ipc, emitted_through, watermarks, merged) = snapshot;
         let batches = match ipc {
             Some(bytes) => crate::checkpoint::decode_ipc(bytes.into())?,
             None => Vec::new(),
@@ -205,6 +211,7 @@ impl QueryRunner {
             .restore(crate::checkpoint::OperatorState {
                 emitted_through,
                 batches,
+                merged,
             })
             .await?;
         self.watermarks.restore(&watermarks, Instant::now());

@@ -243,6 +243,7 @@ impl Operator for WindowJoin {
         Ok(OperatorState {
             emitted_through: self.emitted_through,
             batches: self.windows.values().flatten().cloned().collect(),
+            merged: Vec::new(),
         })
     }
 
@@ -428,6 +429,7 @@ impl Operator for IntervalJoin {
                 .iter()
                 .flat_map(|b| b.rows().cloned())
                 .collect(),
+            merged: Vec::new(),
         })
     }
 
@@ -647,6 +649,7 @@ mod tests {
                     .restore(OperatorState {
                         emitted_through: state.emitted_through,
                         batches: decode_ipc(bytes.into()).unwrap(),
+                        merged: Vec::new(),
                     })
                     .await
                     .unwrap();

@@ -371,6 +371,7 @@ impl Operator for SessionAggregate {
         Ok(OperatorState {
             emitted_through: self.emitted_through,
             batches,
+            merged: Vec::new(),
         })
     }
 

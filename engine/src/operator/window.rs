@@ -19,8 +19,32 @@ use crate::checkpoint::OperatorState;
 use crate::plan::{BatchSlot, LeafExec, Reusable, input_slot, run};
 use crate::{Error, Result};
 
-/// Compact a pane's partial states once it holds this many batches.
+/// Merge a pane's fresh partial states once it holds this many batches.
 const COMPACT_AT: usize = 16;
+
+/// A pane's partial states.
+///
+/// Fresh states are merged `COMPACT_AT` at a time into a run; a run is
+/// then merged with the runs before it at most twice its size in bytes
+/// (not rows: a `count(DISTINCT)` state grows within its rows).
+/// Where states stop growing (a fixed set of groups) this keeps one run;
+/// where they keep growing (many keys, `count(DISTINCT)` sets over a long
+/// window) runs shrink geometrically, so each state value is merged about
+/// log2(size) times rather than once every `COMPACT_AT` batches, which made
+/// a long window's cost grow with the square of its events.
+#[derive(Debug, Default)]
+struct Pane {
+    /// Merged states, oldest first.
+    runs: Vec<RecordBatch>,
+    /// States since the last merge.
+    fresh: Vec<RecordBatch>,
+}
+
+impl Pane {
+    fn states(&self) -> impl Iterator<Item = &RecordBatch> {
+        self.runs.iter().chain(&self.fresh)
+    }
+}
 
 /// Two-phase windowed aggregation through DataFusion.
 ///
@@ -48,7 +72,7 @@ pub(crate) struct WindowAggregate {
     /// dropped it from the grouping) in the partial states.
     start_column: usize,
     end_column: Option<usize>,
-    panes: BTreeMap<i64, Vec<RecordBatch>>,
+    panes: BTreeMap<i64, Pane>,
     /// Start of the last window emitted.
     emitted_through: Option<i64>,
     skip_through: Option<i64>,
@@ -122,15 +146,30 @@ impl WindowAggregate {
         };
         for (pane, part) in parts {
             let states = self.panes.entry(pane).or_default();
-            states.push(part);
-            if states.len() >= COMPACT_AT {
-                let states = std::mem::take(states);
-                let reduced = run(&mut self.reduce, &self.reduce_input, states, &self.ctx).await?;
-                let merged = concat_batches(&self.state_schema, &reduced)?;
-                self.panes.insert(pane, vec![merged]);
+            states.fresh.push(part);
+            if states.fresh.len() < COMPACT_AT {
+                continue;
+            }
+            let fresh = std::mem::take(&mut states.fresh);
+            let mut runs = std::mem::take(&mut states.runs);
+            let mut merged = self.reduce_states(fresh).await?;
+            while let Some(last) = runs
+                .pop_if(|last| last.get_array_memory_size() <= 2 * merged.get_array_memory_size())
+            {
+                merged = self.reduce_states(vec![last, merged]).await?;
+            }
+            runs.push(merged);
+            if let Some(states) = self.panes.get_mut(&pane) {
+                states.runs = runs;
             }
         }
         Ok(())
+    }
+
+    /// Merges partial states into one batch.
+    async fn reduce_states(&mut self, states: Vec<RecordBatch>) -> Result<RecordBatch> {
+        let reduced = run(&mut self.reduce, &self.reduce_input, states, &self.ctx).await?;
+        Ok(concat_batches(&self.state_schema, &reduced)?)
     }
 
     /// Window starts with at least one pane of data, ending at or before
@@ -192,8 +231,8 @@ impl Operator for WindowAggregate {
                 continue;
             }
             let mut states = Vec::new();
-            for (_, pane_states) in self.panes.range(start..end) {
-                for batch in pane_states {
+            for (_, pane) in self.panes.range(start..end) {
+                for batch in pane.states() {
                     if self.pane == self.window.size {
                         states.push(batch.clone());
                     } else {
@@ -212,10 +251,18 @@ impl Operator for WindowAggregate {
     }
 
     fn snapshot(&self) -> Result<OperatorState> {
-        Ok(OperatorState {
+        let mut state = OperatorState {
             emitted_through: self.emitted_through,
-            batches: self.panes.values().flatten().cloned().collect(),
-        })
+            ..OperatorState::default()
+        };
+        for pane in self.panes.values() {
+            let runs = pane.runs.iter().map(|b| (b, true));
+            for (batch, merged) in runs.chain(pane.fresh.iter().map(|b| (b, false))) {
+                state.batches.push(batch.clone());
+                state.merged.push(merged);
+            }
+        }
+        Ok(state)
     }
 
     fn state_schema(&self) -> Option<SchemaRef> {
@@ -224,9 +271,22 @@ impl Operator for WindowAggregate {
 
     async fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.panes.clear();
-        for batch in state.batches {
+        for (i, batch) in state.batches.into_iter().enumerate() {
             check_state_schema(&batch, &self.state_schema, "window")?;
-            if batch.num_rows() > 0 {
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if state.merged.get(i).copied().unwrap_or(false) {
+                // A run holds one pane's states (see `add_states`).
+                let pane = batch
+                    .column(self.start_column)
+                    .as_primitive::<TimestampNanosecondType>()
+                    .values()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| Error::invalid("an empty merged window state"))?;
+                self.panes.entry(pane).or_default().runs.push(batch);
+            } else {
                 self.add_states(batch).await?;
             }
         }
