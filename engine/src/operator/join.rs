@@ -164,8 +164,22 @@ impl WindowJoin {
         let times = times(&batch, self.time_index)?;
         let starts: TimestampNanosecondArray = times.unary(|t| floor_to(t, self.size));
         let first = starts.value(0);
-        let parts = if starts.null_count() == 0 && starts.values().iter().all(|&s| s == first) {
+        let sorted = starts.null_count() == 0 && starts.values().is_sorted();
+        let parts = if sorted && starts.value(starts.len() - 1) == first {
             vec![(first, batch)]
+        } else if sorted {
+            // Rows in time order (a partition read in order): each window's
+            // rows are a slice of the batch, cut without copying.
+            let values = starts.values();
+            let mut parts = Vec::new();
+            let mut from = 0;
+            while from < values.len() {
+                let start = values[from];
+                let to = from + values[from..].partition_point(|&s| s == start);
+                parts.push((start, batch.slice(from, to - from)));
+                from = to;
+            }
+            parts
         } else {
             let distinct: std::collections::BTreeSet<i64> = starts.iter().flatten().collect();
             let mut parts = Vec::with_capacity(distinct.len());
