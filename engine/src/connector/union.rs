@@ -13,8 +13,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::array::{ArrayRef, UInt8Array, new_null_array};
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::array::{ArrayRef, AsArray, UInt8Array, new_null_array};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
 use serde_json::json;
 
@@ -152,13 +152,19 @@ impl Widener {
     }
 }
 
-/// Two sources read as one, round-robin.
+/// Two sources read as one: the source behind in event time is read
+/// first.
+///
+/// Reading the two in turn, batch for batch, let the sparser stream run
+/// ahead in event time (a batch of auctions spans 15 times the time of a
+/// batch of bids), and the join buffered everything it had read ahead
+/// until the other stream caught up.
 pub(crate) struct UnionSource {
     sources: [Box<dyn Source>; 2],
     widener: Widener,
     ended: [bool; 2],
-    /// Which source to poll first next time.
-    next: usize,
+    /// The largest event time read from each source.
+    latest: [Option<i64>; 2],
     partitions: Vec<u32>,
 }
 
@@ -172,7 +178,7 @@ impl UnionSource {
             sources,
             widener: Widener::new(streams, schema)?,
             ended: [false; 2],
-            next: 0,
+            latest: [None; 2],
             partitions: Vec::new(),
         })
     }
@@ -208,16 +214,20 @@ impl Source for UnionSource {
     fn poll(&mut self) -> Result<Poll> {
         self.refresh_partitions();
         let mut wait: Option<Duration> = None;
+        // A source that has read nothing yet counts as furthest behind.
+        let behind = usize::from(self.latest[1] < self.latest[0]);
         for turn in 0..2 {
-            let input = (self.next + turn) % 2;
+            let input = (behind + turn) % 2;
             if self.ended[input] {
                 continue;
             }
             match self.sources[input].poll()? {
                 Poll::Batch(partition, batch) => {
-                    // The other source goes first next time.
-                    self.next = (input + 1) % 2;
                     let batch = self.widener.widen(input, batch)?;
+                    let times = batch.column(1).as_primitive::<TimestampNanosecondType>();
+                    if let Some(max) = arrow::compute::max(times) {
+                        self.latest[input] = self.latest[input].max(Some(max));
+                    }
                     return Ok(Poll::Batch(to_union(input, partition), batch));
                 }
                 Poll::Idle(d) => wait = Some(wait.map_or(d, |w| w.min(d))),
