@@ -18,13 +18,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use fibers_engine::{Engine, EngineConfig, StatementResult};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::{cpu_time, peak_rss_kib};
+use fibers_engine::{Engine, EngineConfig};
+use rdkafka::producer::{BaseRecord, Producer};
+use support::{cpu_time, job_counter, kafka, peak_rss_kib};
 
 const PARTITIONS: i32 = 3;
 const SYMBOLS: &[&str] = &[
@@ -59,7 +55,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
 
     let started = Instant::now();
-    runtime.block_on(create_topic(&brokers, &topic))?;
+    runtime.block_on(kafka::create_topic(&brokers, &topic, PARTITIONS))?;
     produce(&brokers, &topic, messages)?;
     let produce_time = started.elapsed();
     println!(
@@ -113,24 +109,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
-        result.map_err(|(t, e)| anyhow::anyhow!("cannot create topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
 fn produce(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .create()?;
+    let producer = kafka::producer(brokers)?;
     let start_ms: i64 = 1_735_828_200_000;
     let mut value = String::with_capacity(128);
     for i in 0..messages {
@@ -149,22 +129,11 @@ fn produce(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<()> {
             r#"{{"symbol":"{symbol}","price":{price:.2},"volume":{volume},"ts":"{ts}"}}"#
         )?;
         let partition = (i % PARTITIONS as u64) as i32;
-        loop {
-            let record = BaseRecord::<str, str>::to(topic)
-                .partition(partition)
-                .key(symbol)
-                .payload(&value);
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    _,
-                )) => std::thread::sleep(Duration::from_millis(5)),
-                Err((e, _)) => return Err(e.into()),
-            }
-        }
+        let record = BaseRecord::<str, str>::to(topic)
+            .partition(partition)
+            .key(symbol)
+            .payload(&value);
+        kafka::send(&producer, record)?;
     }
     producer.flush(Duration::from_secs(300))?;
     Ok(())
@@ -172,36 +141,13 @@ fn produce(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<()> {
 
 /// The baseline: fetch every message and count it.
 fn consume_only(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<Measurement> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-baseline")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    let mut count = 0u64;
-    let mut bytes = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while count < messages && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            bytes += message.payload_len() as u64;
-            count += 1;
-        }
-    }
-    anyhow::ensure!(count == messages, "read {count} of {messages} messages");
-    let measurement = Measurement {
+    let (cpu, wall) = kafka::consume_all(brokers, topic, PARTITIONS, messages)?;
+    Ok(Measurement {
         name: "rdkafka BaseConsumer: fetch + count",
-        messages: count,
-        cpu: cpu_time() - cpu,
-        wall: wall.elapsed(),
-    };
-    std::hint::black_box(bytes);
-    Ok(measurement)
+        messages,
+        cpu,
+        wall,
+    })
 }
 
 /// A bounded DataFibers job over the topic: every message is decoded into
@@ -233,19 +179,7 @@ async fn datafibers(
     if let Some((job, e)) = engine.failures().await.into_iter().next() {
         anyhow::bail!("job {job} failed: {e}");
     }
-    let jobs = engine.execute_script("SHOW JOBS").await?;
-    let input = match jobs.first() {
-        Some(StatementResult::Rows { batches, .. }) => batches
-            .first()
-            .and_then(|b| {
-                b.column_by_name("input_rows")?
-                    .as_any()
-                    .downcast_ref::<arrow::array::UInt64Array>()
-                    .map(|a| a.value(0))
-            })
-            .unwrap_or(0),
-        _ => 0,
-    };
+    let input = job_counter(&engine, "input_rows").await?;
     engine.shutdown().await;
     Ok(Measurement {
         name,

@@ -35,9 +35,9 @@ use anyhow::Context;
 use arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
-use fibers_engine::{Engine, EngineConfig, QueryRunner, StatementResult, read_stream};
-use support::cpu_time;
+use fibers_engine::{Engine, EngineConfig, QueryRunner, read_stream};
 use support::nexmark::{self, Run, STREAMS};
+use support::{cpu_time, job_counter};
 
 const BATCH_ROWS: usize = 8192;
 
@@ -263,24 +263,9 @@ async fn run_live(query: &str, events: u64) -> anyhow::Result<Run> {
     if let Some((job, e)) = engine.failures().await.into_iter().next() {
         anyhow::bail!("job {job} failed: {e}");
     }
-    let jobs = engine.execute_script("SHOW JOBS").await?;
-    let counter = |name: &str| -> u64 {
-        match jobs.first() {
-            Some(StatementResult::Rows { batches, .. }) => batches
-                .first()
-                .and_then(|b| {
-                    b.column_by_name(name)?
-                        .as_any()
-                        .downcast_ref::<arrow::array::UInt64Array>()
-                        .map(|a| a.value(0))
-                })
-                .unwrap_or(0),
-            _ => 0,
-        }
-    };
     let run = Run {
-        events: counter("input_rows"),
-        rows_out: counter("output_rows"),
+        events: job_counter(&engine, "input_rows").await?,
+        rows_out: job_counter(&engine, "output_rows").await?,
         cpu,
         wall,
     };

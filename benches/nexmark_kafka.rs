@@ -36,17 +36,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use arrow::array::{AsArray, UInt64Array};
+use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, TimestampNanosecondType};
 use arrow::record_batch::RecordBatch;
-use fibers_engine::{Engine, EngineConfig, QueryRunner, StatementResult, read_stream};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-use support::cpu_time;
+use fibers_engine::{Engine, EngineConfig, QueryRunner, read_stream};
+use rdkafka::producer::{BaseRecord, Producer};
 use support::nexmark::{self, Run};
+use support::{cpu_time, job_counter, kafka};
 
 const PARTITIONS: i32 = 3;
 const BATCH_ROWS: usize = 8192;
@@ -130,7 +126,7 @@ fn main() -> anyhow::Result<()> {
 
     let topic = format!("bench-nexmark-bids-{}-{}", args.events, std::process::id());
     let started = Instant::now();
-    runtime.block_on(create_topic(&brokers, &topic))?;
+    runtime.block_on(kafka::create_topic(&brokers, &topic, PARTITIONS))?;
     let bytes = produce(&brokers, &topic, &bids)?;
     println!(
         "produced {bid_count} JSON bids ({} MiB, {:.0} bytes each) into '{topic}' ({PARTITIONS} partitions) in {:.1} s",
@@ -188,7 +184,7 @@ fn main() -> anyhow::Result<()> {
             memory_runs[i].push(memory);
         }
     }
-    if let Err(e) = runtime.block_on(delete_topic(&brokers, &topic)) {
+    if let Err(e) = runtime.block_on(kafka::delete_topic(&brokers, &topic)) {
         eprintln!("could not delete topic '{topic}': {e}");
     }
 
@@ -271,37 +267,11 @@ fn json_lines(batch: &RecordBatch) -> anyhow::Result<Vec<u8>> {
     Ok(lines)
 }
 
-async fn create_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    let new = NewTopic::new(topic, PARTITIONS, TopicReplication::Fixed(1));
-    for result in admin.create_topics([&new], &AdminOptions::new()).await? {
-        result.map_err(|(t, e)| anyhow::anyhow!("cannot create topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
-async fn delete_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .create()?;
-    for result in admin.delete_topics(&[topic], &AdminOptions::new()).await? {
-        result.map_err(|(t, e)| anyhow::anyhow!("cannot delete topic {t}: {e}"))?;
-    }
-    Ok(())
-}
-
 /// Produces every bid as one JSON message, keyed by its auction, into
 /// partition `auction % PARTITIONS`, in sequence order (so each partition
 /// is in event-time order); returns the bytes of the values.
 fn produce(brokers: &str, topic: &str, bids: &[RecordBatch]) -> anyhow::Result<u64> {
-    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .set("batch.num.messages", "10000")
-        .set("queue.buffering.max.messages", "500000")
-        .create()?;
+    let producer = kafka::producer(brokers)?;
     let mut bytes = 0u64;
     let mut key = String::with_capacity(20);
     for batch in bids {
@@ -326,23 +296,12 @@ fn produce(brokers: &str, topic: &str, bids: &[RecordBatch]) -> anyhow::Result<u
             let partition = auction.rem_euclid(PARTITIONS as i64) as i32;
             let timestamp_ms = times.value(row).div_euclid(1_000_000);
             bytes += value.len() as u64;
-            loop {
-                let record = BaseRecord::<str, [u8]>::to(topic)
-                    .partition(partition)
-                    .key(key.as_str())
-                    .payload(value)
-                    .timestamp(timestamp_ms);
-                match producer.send(record) {
-                    Ok(()) => break,
-                    Err((
-                        rdkafka::error::KafkaError::MessageProduction(
-                            rdkafka::types::RDKafkaErrorCode::QueueFull,
-                        ),
-                        _,
-                    )) => std::thread::sleep(Duration::from_millis(5)),
-                    Err((e, _)) => return Err(e.into()),
-                }
-            }
+            let record = BaseRecord::<str, [u8]>::to(topic)
+                .partition(partition)
+                .key(key.as_str())
+                .payload(value)
+                .timestamp(timestamp_ms);
+            kafka::send(&producer, record)?;
             row += 1;
         }
         anyhow::ensure!(
@@ -357,32 +316,9 @@ fn produce(brokers: &str, topic: &str, bids: &[RecordBatch]) -> anyhow::Result<u
 
 /// The baseline: fetch every message and count it.
 fn consume_only(brokers: &str, topic: &str, messages: u64) -> anyhow::Result<Run> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "bench-baseline")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment.add_partition_offset(topic, p, Offset::Beginning)?;
-    }
-    consumer.assign(&assignment)?;
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    let mut count = 0u64;
-    let mut bytes = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(600);
-    while count < messages && Instant::now() < deadline {
-        if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-            let message = message?;
-            bytes += message.payload_len() as u64;
-            count += 1;
-        }
-    }
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
-    anyhow::ensure!(count == messages, "read {count} of {messages} messages");
-    std::hint::black_box(bytes);
+    let (cpu, wall) = kafka::consume_all(brokers, topic, PARTITIONS, messages)?;
     Ok(Run {
-        events: count,
+        events: messages,
         rows_out: 0,
         cpu,
         wall,
@@ -412,30 +348,14 @@ async fn over_kafka(brokers: &str, topic: &str, query: &str) -> anyhow::Result<K
     if let Some((job, e)) = engine.failures().await.into_iter().next() {
         anyhow::bail!("job {job} failed: {e}");
     }
-    let jobs = engine.execute_script("SHOW JOBS").await?;
-    let counter = |name: &str| -> anyhow::Result<u64> {
-        match jobs.first() {
-            Some(StatementResult::Rows { batches, .. }) => batches
-                .first()
-                .and_then(|b| {
-                    b.column_by_name(name)?
-                        .as_any()
-                        .downcast_ref::<UInt64Array>()
-                        .filter(|a| !a.is_empty())
-                        .map(|a| a.value(0))
-                })
-                .with_context(|| format!("SHOW JOBS has no {name}")),
-            _ => anyhow::bail!("SHOW JOBS returned no rows"),
-        }
-    };
     let run = KafkaRun {
         run: Run {
-            events: counter("input_rows")?,
-            rows_out: counter("output_rows")?,
+            events: job_counter(&engine, "input_rows").await?,
+            rows_out: job_counter(&engine, "output_rows").await?,
             cpu,
             wall,
         },
-        late_rows: counter("late_rows")?,
+        late_rows: job_counter(&engine, "late_rows").await?,
     };
     engine.shutdown().await;
     Ok(run)

@@ -48,6 +48,138 @@ pub async fn archived_rows(engine: &fibers_engine::Engine, view: &str) -> anyhow
     }
 }
 
+/// Counter `name` (a `SHOW JOBS` column such as `input_rows`) of the first
+/// job `SHOW JOBS` lists.
+#[allow(dead_code)] // not every bench runs jobs
+pub async fn job_counter(engine: &fibers_engine::Engine, name: &str) -> anyhow::Result<u64> {
+    use anyhow::Context;
+    use arrow::array::{Array, UInt64Array};
+    let jobs = engine.execute_script("SHOW JOBS").await?;
+    match jobs.first() {
+        Some(fibers_engine::StatementResult::Rows { batches, .. }) => batches
+            .first()
+            .and_then(|b| {
+                b.column_by_name(name)?
+                    .as_any()
+                    .downcast_ref::<UInt64Array>()
+                    .filter(|a| !a.is_empty())
+                    .map(|a| a.value(0))
+            })
+            .with_context(|| format!("SHOW JOBS has no {name}")),
+        _ => anyhow::bail!("SHOW JOBS returned no rows"),
+    }
+}
+
+/// A topic on a real broker: made, filled and read back by a plain
+/// consumer (the Kafka benches' baseline).
+#[allow(dead_code)] // not every bench uses Kafka
+pub mod kafka {
+    use std::time::{Duration, Instant};
+
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::ToBytes;
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+    fn admin(brokers: &str) -> anyhow::Result<AdminClient<DefaultClientContext>> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()?)
+    }
+
+    pub async fn create_topic(brokers: &str, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let results = admin(brokers)?
+            .create_topics([&new], &AdminOptions::new())
+            .await?;
+        for result in results {
+            result.map_err(|(t, e)| anyhow::anyhow!("cannot create topic {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    pub async fn delete_topic(brokers: &str, topic: &str) -> anyhow::Result<()> {
+        let results = admin(brokers)?
+            .delete_topics(&[topic], &AdminOptions::new())
+            .await?;
+        for result in results {
+            result.map_err(|(t, e)| anyhow::anyhow!("cannot delete topic {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// A producer batching for throughput.
+    pub fn producer(brokers: &str) -> anyhow::Result<ThreadedProducer<DefaultProducerContext>> {
+        Ok(ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("linger.ms", "20")
+            .set("batch.num.messages", "10000")
+            .set("queue.buffering.max.messages", "500000")
+            .create()?)
+    }
+
+    /// Sends `record`, waiting while the producer's queue is full.
+    pub fn send<K, P>(
+        producer: &ThreadedProducer<DefaultProducerContext>,
+        mut record: BaseRecord<'_, K, P>,
+    ) -> anyhow::Result<()>
+    where
+        K: ToBytes + ?Sized,
+        P: ToBytes + ?Sized,
+    {
+        loop {
+            match producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    returned,
+                )) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The baseline: fetches every message of `topic` and counts it,
+    /// decoding nothing; returns the CPU and wall time it took.
+    pub fn consume_all(
+        brokers: &str,
+        topic: &str,
+        partitions: i32,
+        messages: u64,
+    ) -> anyhow::Result<(Duration, Duration)> {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("group.id", "bench-baseline")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        for p in 0..partitions {
+            assignment.add_partition_offset(topic, p, Offset::Beginning)?;
+        }
+        consumer.assign(&assignment)?;
+        let (cpu, wall) = (super::cpu_time(), Instant::now());
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while count < messages && Instant::now() < deadline {
+            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                bytes += message?.payload_len() as u64;
+                count += 1;
+            }
+        }
+        let (cpu, wall) = (super::cpu_time() - cpu, wall.elapsed());
+        anyhow::ensure!(count == messages, "read {count} of {messages} messages");
+        std::hint::black_box(bytes);
+        Ok((cpu, wall))
+    }
+}
+
 /// Nexmark: the query files under `benches/nexmark/` and their input.
 #[allow(dead_code)] // not every bench runs Nexmark
 pub mod nexmark {
