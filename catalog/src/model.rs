@@ -148,6 +148,9 @@ pub struct JobCounters {
     pub output_rows: u64,
     /// Rows dropped as late.
     pub late_rows: u64,
+    /// Of the late rows, those that were late only because the watermark
+    /// moved on while their partition was idle.
+    pub idle_late_rows: u64,
     /// Records that did not decode.
     pub bad_rows: u64,
 }

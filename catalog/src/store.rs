@@ -28,13 +28,20 @@ CREATE TABLE IF NOT EXISTS jobs (
     input_rows          INTEGER NOT NULL DEFAULT 0,
     output_rows         INTEGER NOT NULL DEFAULT 0,
     late_rows           INTEGER NOT NULL DEFAULT 0,
-    bad_rows            INTEGER NOT NULL DEFAULT 0
+    bad_rows            INTEGER NOT NULL DEFAULT 0,
+    idle_late_rows      INTEGER NOT NULL DEFAULT 0
 );
 ";
 
 /// Columns added to `jobs` after its first release, added to older
 /// catalogs when they are opened.
-const JOB_COUNTER_COLUMNS: &[&str] = &["input_rows", "output_rows", "late_rows", "bad_rows"];
+const JOB_COUNTER_COLUMNS: &[&str] = &[
+    "input_rows",
+    "output_rows",
+    "late_rows",
+    "bad_rows",
+    "idle_late_rows",
+];
 
 /// The catalog of one data dir.
 ///
@@ -256,7 +263,8 @@ impl Catalog {
         type Row = (String, Option<String>, Option<i64>, JobCounters);
         let row: Option<Row> = conn
             .query_row(
-                "SELECT status, error, committed_watermark, input_rows, output_rows, late_rows, bad_rows
+                "SELECT status, error, committed_watermark, input_rows, output_rows, late_rows,
+                        bad_rows, idle_late_rows
                  FROM jobs WHERE name = ?1",
                 params![name],
                 |r| {
@@ -265,6 +273,7 @@ impl Catalog {
                         output_rows: r.get::<_, i64>(4)?.max(0) as u64,
                         late_rows: r.get::<_, i64>(5)?.max(0) as u64,
                         bad_rows: r.get::<_, i64>(6)?.max(0) as u64,
+                        idle_late_rows: r.get::<_, i64>(7)?.max(0) as u64,
                     };
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, counters))
                 },
@@ -294,12 +303,13 @@ impl Catalog {
         let conn = self.lock();
         conn.execute(
             "INSERT INTO jobs (name, status, error, committed_watermark, updated_at,
-                               input_rows, output_rows, late_rows, bad_rows)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                               input_rows, output_rows, late_rows, bad_rows, idle_late_rows)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
              ON CONFLICT(name) DO UPDATE SET status = excluded.status, error = excluded.error,
                  committed_watermark = excluded.committed_watermark, updated_at = excluded.updated_at,
                  input_rows = excluded.input_rows, output_rows = excluded.output_rows,
-                 late_rows = excluded.late_rows, bad_rows = excluded.bad_rows",
+                 late_rows = excluded.late_rows, bad_rows = excluded.bad_rows,
+                 idle_late_rows = excluded.idle_late_rows",
             params![
                 job.name,
                 job.status.as_str(),
@@ -310,6 +320,7 @@ impl Catalog {
                 saturating_i64(job.counters.output_rows),
                 saturating_i64(job.counters.late_rows),
                 saturating_i64(job.counters.bad_rows),
+                saturating_i64(job.counters.idle_late_rows),
             ],
         )
         .map_err(|e| self.store_error(e))?;
@@ -420,7 +431,8 @@ mod tests {
     input_rows          INTEGER NOT NULL DEFAULT 0,
     output_rows         INTEGER NOT NULL DEFAULT 0,
     late_rows           INTEGER NOT NULL DEFAULT 0,
-    bad_rows            INTEGER NOT NULL DEFAULT 0",
+    bad_rows            INTEGER NOT NULL DEFAULT 0,
+    idle_late_rows      INTEGER NOT NULL DEFAULT 0",
                 "updated_at          TEXT NOT NULL",
             ))
             .unwrap();
@@ -453,6 +465,7 @@ mod tests {
                 input_rows: 10,
                 output_rows: 2,
                 late_rows: 1,
+                idle_late_rows: 1,
                 bad_rows: 3,
             },
         };

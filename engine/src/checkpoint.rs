@@ -104,6 +104,9 @@ pub(crate) struct Counters {
     pub input_rows: u64,
     pub output_rows: u64,
     pub late_rows: u64,
+    /// Late rows dropped because their partition had been idle.
+    #[serde(default)]
+    pub idle_late_rows: u64,
     pub bad_rows: u64,
 }
 

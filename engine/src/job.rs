@@ -30,6 +30,9 @@ pub(crate) struct JobMetrics {
     pub input_rows: AtomicU64,
     pub output_rows: AtomicU64,
     pub late_rows: AtomicU64,
+    /// The late rows that were late only because the watermark had moved
+    /// on while their partition was idle (a subset of `late_rows`).
+    pub idle_late_rows: AtomicU64,
     pub bad_rows: AtomicU64,
     pub commits: AtomicU64,
     /// Nanoseconds since the epoch; `i64::MIN` before the first row.
@@ -58,6 +61,7 @@ impl JobMetrics {
             input_rows: self.input_rows.load(Ordering::Relaxed),
             output_rows: self.output_rows.load(Ordering::Relaxed),
             late_rows: self.late_rows.load(Ordering::Relaxed),
+            idle_late_rows: self.idle_late_rows.load(Ordering::Relaxed),
             bad_rows: self.bad_rows.load(Ordering::Relaxed),
         }
     }
@@ -366,6 +370,9 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     metrics
         .late_rows
         .store(counters.late_rows, Ordering::Relaxed);
+    metrics
+        .idle_late_rows
+        .store(counters.idle_late_rows, Ordering::Relaxed);
     metrics.bad_rows.store(counters.bad_rows, Ordering::Relaxed);
     // The checkpoint is complete, so its epoch's rows are to be committed;
     // a crash may have come first.
@@ -452,6 +459,7 @@ async fn run_job(
     }
     let barrier_wanted = Arc::new(AtomicBool::new(false));
     let reader = SourceReader {
+        stream: spec.stream.name.clone(),
         source,
         tracker,
         arrival_time: spec.stream.arrival_time,
@@ -667,6 +675,8 @@ async fn checkpoint(
 /// The blocking side of a job: polls the source, stamps arrival time,
 /// drops late rows and sends batches and watermarks to the job.
 struct SourceReader {
+    /// The stream read, for messages.
+    stream: String,
     source: Box<dyn Source>,
     tracker: PartitionWatermarks,
     arrival_time: bool,
@@ -708,6 +718,7 @@ impl SourceReader {
                 input_rows: m.input_rows.load(Ordering::Relaxed),
                 output_rows: 0,
                 late_rows: m.late_rows.load(Ordering::Relaxed),
+                idle_late_rows: m.idle_late_rows.load(Ordering::Relaxed),
                 bad_rows: m.bad_rows.load(Ordering::Relaxed),
             },
             at_ms: chrono::Utc::now().timestamp_millis(),
@@ -742,12 +753,11 @@ impl SourceReader {
                     self.tracker.add_partition(p, now);
                 }
             }
-            // A partition the source is behind on (a broker serving
-            // partitions one after another, say) is not idle: letting the
-            // watermark pass it would drop its rows as late.
-            for p in self.source.backlogged() {
-                self.tracker.keep_active(p, now);
-            }
+            // Only a partition the source has read to its end can be idle:
+            // one it is behind on, or a broker too slow to say, may still
+            // hold rows the watermark must not pass.
+            let caught_up = self.source.caught_up();
+            self.tracker.set_caught_up(&caught_up);
             match polled? {
                 Poll::Batch(partition, batch) => {
                     self.metrics
@@ -763,6 +773,20 @@ impl SourceReader {
                     self.metrics
                         .late_rows
                         .fetch_add(observed.late as u64, Ordering::Relaxed);
+                    if observed.passed > 0 {
+                        self.metrics
+                            .idle_late_rows
+                            .fetch_add(observed.passed as u64, Ordering::Relaxed);
+                        tracing::warn!(
+                            "stream '{}' partition {partition}: {} rows dropped as late: the \
+                             watermark moved on while the partition was idle (it had delivered \
+                             nothing for idle_timeout and was read to its end) or before it \
+                             delivered anything; raise the stream's idle_timeout if its \
+                             producers pause longer",
+                            self.stream,
+                            observed.passed
+                        );
+                    }
                     if observed.batch.num_rows() > 0
                         && !self.send(SourceMessage::Batch(observed.batch))
                     {

@@ -121,7 +121,7 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
     let mut names = Vec::new();
     let mut kinds = Vec::new();
     let mut statuses = Vec::new();
-    let mut counters: [Vec<u64>; 4] = Default::default();
+    let mut counters: [Vec<u64>; 5] = Default::default();
     let mut errors = Vec::new();
     let mut checkpoints = Vec::new();
     let mut recoveries = Vec::new();
@@ -140,9 +140,15 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                     _ => state.status().to_string(),
                 });
                 let m = &job.metrics;
-                for (i, c) in [&m.input_rows, &m.output_rows, &m.late_rows, &m.bad_rows]
-                    .into_iter()
-                    .enumerate()
+                for (i, c) in [
+                    &m.input_rows,
+                    &m.output_rows,
+                    &m.late_rows,
+                    &m.idle_late_rows,
+                    &m.bad_rows,
+                ]
+                .into_iter()
+                .enumerate()
                 {
                     counters[i].push(c.load(Ordering::Relaxed));
                 }
@@ -166,6 +172,7 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                     saved.input_rows,
                     saved.output_rows,
                     saved.late_rows,
+                    saved.idle_late_rows,
                     saved.bad_rows,
                 ]) {
                     c.push(value);
@@ -193,8 +200,11 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
         // The checkpoint this run recovered from, and how long it took.
         Field::new("recovered_from", DataType::UInt64, true),
         Field::new("recovery_ms", DataType::UInt64, true),
+        // Of the late rows, those dropped because the watermark had moved
+        // on while their partition was idle.
+        Field::new("idle_late_rows", DataType::UInt64, false),
     ]));
-    let [input, output, late, bad] = counters;
+    let [input, output, late, idle_late, bad] = counters;
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
@@ -226,6 +236,7 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
             Arc::new(UInt64Array::from_iter(
                 recoveries.iter().map(|r| r.map(|r| r.duration_ms)),
             )),
+            Arc::new(UInt64Array::from(idle_late)),
         ],
     )?;
     Ok(StatementResult::Rows {

@@ -32,6 +32,10 @@ pub struct Observed {
     pub batch: RecordBatch,
     /// How many rows were dropped as late.
     pub late: usize,
+    /// How many of the late rows were on time in their own partition and
+    /// late only because the combined watermark had moved on without it:
+    /// while it was taken for idle, or before it delivered anything.
+    pub passed: usize,
 }
 
 impl WatermarkTracker {
@@ -87,11 +91,16 @@ impl WatermarkTracker {
             }
             if first_late.is_none() {
                 self.max_seen = max_seen;
-                return Ok(Observed { batch, late: 0 });
+                return Ok(Observed {
+                    batch,
+                    late: 0,
+                    passed: 0,
+                });
             }
         }
         let mut max_seen = self.max_seen;
         let mut late = 0;
+        let mut passed = 0;
         let keep: BooleanArray = (0..times.len())
             .map(|i| {
                 if times.is_null(i) {
@@ -104,6 +113,12 @@ impl WatermarkTracker {
                     max_seen = Some(max_seen.map_or(t, |m| m.max(t)));
                 } else {
                     late += 1;
+                    // On time by the partition's own watermark: only the
+                    // floor (what was emitted while it did not count) made
+                    // it late.
+                    if max_seen.is_none_or(|m| t >= m.saturating_sub(delay)) {
+                        passed += 1;
+                    }
                 }
                 Some(on_time)
             })
@@ -114,7 +129,11 @@ impl WatermarkTracker {
         } else {
             filter_record_batch(&batch, &keep)?
         };
-        Ok(Observed { batch, late })
+        Ok(Observed {
+            batch,
+            late,
+            passed,
+        })
     }
 }
 
@@ -139,10 +158,14 @@ impl Default for Bounds {
 /// The watermark of a source with several partitions (Kafka partitions):
 /// each partition tracks its own, and the source's watermark is the
 /// minimum over the partitions that are active. A partition that has
-/// delivered nothing for `idle_timeout` stops holding the watermark back
-/// until it delivers again; when every partition is idle the watermark is
-/// the largest of theirs. The emitted watermark never goes back, and rows
-/// below it are late in every partition.
+/// delivered nothing for `idle_timeout` *and* that its source has read to
+/// the end of what the broker holds ([`PartitionWatermarks::set_caught_up`])
+/// stops holding the watermark back until it delivers again; when every
+/// partition is idle the watermark is the largest of theirs. A partition
+/// the source is behind on, or cannot tell about (a broker too slow to
+/// answer), is never idle: a slow broker delays windows, it does not drop
+/// rows. The emitted watermark never goes back, and rows below it are
+/// late in every partition.
 #[derive(Debug)]
 pub(crate) struct PartitionWatermarks {
     time_index: usize,
@@ -156,6 +179,9 @@ pub(crate) struct PartitionWatermarks {
 struct PartitionState {
     tracker: WatermarkTracker,
     last_active: Instant,
+    /// Whether the source has read everything the partition holds, as
+    /// far as it last knew.
+    caught_up: bool,
 }
 
 impl PartitionWatermarks {
@@ -209,19 +235,23 @@ impl PartitionWatermarks {
             .or_insert_with(|| PartitionState {
                 tracker: WatermarkTracker::new(time_index, delay),
                 last_active: now,
+                caught_up: false,
             });
     }
 
     fn idle(&self, state: &PartitionState, now: Instant) -> bool {
-        self.idle_timeout
-            .is_some_and(|timeout| now.saturating_duration_since(state.last_active) >= timeout)
+        state.caught_up
+            && self
+                .idle_timeout
+                .is_some_and(|timeout| now.saturating_duration_since(state.last_active) >= timeout)
     }
 
-    /// Counts `partition` as active at `now`: its source still has records
-    /// of it to return, so it is behind rather than idle.
-    pub fn keep_active(&mut self, partition: u32, now: Instant) {
-        if let Some(state) = self.partitions.get_mut(&partition) {
-            state.last_active = now;
+    /// Records which partitions the source has read to the end of what
+    /// exists (all others are behind, or unknown): only those may be
+    /// taken for idle.
+    pub fn set_caught_up(&mut self, caught_up: &[u32]) {
+        for (partition, state) in &mut self.partitions {
+            state.caught_up = caught_up.contains(partition);
         }
     }
 
@@ -328,34 +358,49 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_kept_active_holds_the_watermark_back_past_the_idle_timeout() {
+    fn only_a_partition_read_to_its_end_can_be_taken_for_idle() {
         let start = Instant::now();
         let later = start + Duration::from_secs(60);
-        for behind in [false, true] {
+        for caught_up in [false, true] {
             let mut w = PartitionWatermarks::new(0, 10, Some(Duration::from_secs(30)));
             w.observe(0, batch(&[Some(1_000)]), start).unwrap();
             w.observe(1, batch(&[Some(100)]), start).unwrap();
             assert_eq!(w.advance(start), Some(90));
             // Partition 0 delivers on; partition 1 delivers nothing for a
-            // minute, but its source may still have records of it to return.
-            if behind {
-                w.keep_active(1, later);
-            }
+            // minute. Unless its source knows it has read all there is, it
+            // may merely be starved by a slow broker.
+            w.set_caught_up(if caught_up { &[0, 1] } else { &[0] });
             w.observe(0, batch(&[Some(2_000)]), later).unwrap();
             let watermark = w.advance(later);
-            if behind {
-                assert_eq!(watermark, None, "held back by the partition behind");
-                // Its rows are then on time.
-                let kept = w.observe(1, batch(&[Some(150)]), later).unwrap();
-                assert_eq!(kept.late, 0);
-            } else {
+            if caught_up {
                 assert_eq!(
                     watermark,
                     Some(1_990),
                     "an idle partition no longer holds it"
                 );
+                // What it delivers afterwards is late, and counted as late
+                // because of its idleness.
+                let o = w
+                    .observe(1, batch(&[Some(150), Some(2_500)]), later)
+                    .unwrap();
+                assert_eq!((o.late, o.passed), (1, 1));
+            } else {
+                assert_eq!(watermark, None, "held back by the partition behind");
+                let o = w.observe(1, batch(&[Some(150)]), later).unwrap();
+                assert_eq!(o.late, 0);
             }
         }
+    }
+
+    #[test]
+    fn rows_late_in_their_own_partition_are_not_counted_as_passed() {
+        let start = Instant::now();
+        let mut w = PartitionWatermarks::new(0, 10, Some(Duration::from_secs(30)));
+        // 89 is late by partition 0's own watermark (90), whatever the rest.
+        let o = w
+            .observe(0, batch(&[Some(100), Some(89), None]), start)
+            .unwrap();
+        assert_eq!((o.late, o.passed), (2, 0));
     }
 
     #[test]
@@ -383,6 +428,7 @@ mod tests {
         let mut w = PartitionWatermarks::new(0, 10, Some(Duration::from_secs(30)));
         w.add_partition(0, start);
         w.add_partition(1, start);
+        w.set_caught_up(&[0, 1]);
         // Partition 1 has seen nothing: nothing is late and no watermark.
         let o = w.observe(0, batch(&[Some(100), Some(50)]), start).unwrap();
         assert_eq!(o.late, 0);

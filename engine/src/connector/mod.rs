@@ -61,10 +61,13 @@ pub(crate) trait Source: Send {
         None
     }
 
-    /// Partitions with records the source knows of but has not returned
-    /// yet: behind, not idle, so they keep holding the watermark back.
-    fn backlogged(&mut self) -> Vec<u32> {
-        Vec::new()
+    /// The partitions the source knows it has read to the end of what
+    /// exists now. Only these may be taken for idle (stop holding the
+    /// watermark back); a partition it is behind on, or cannot tell about,
+    /// holds it back however long it delivers nothing. Sources with no
+    /// backlog to speak of (generators, files) are always caught up.
+    fn caught_up(&mut self) -> Vec<u32> {
+        self.partitions().to_vec()
     }
 
     /// Where the source stands just after the rows it has returned, for a

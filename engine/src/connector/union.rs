@@ -257,17 +257,17 @@ impl Source for UnionSource {
         }
     }
 
-    fn backlogged(&mut self) -> Vec<u32> {
-        let mut backlogged = Vec::new();
+    fn caught_up(&mut self) -> Vec<u32> {
+        let mut caught_up = Vec::new();
         for input in 0..2 {
-            backlogged.extend(
+            caught_up.extend(
                 self.sources[input]
-                    .backlogged()
+                    .caught_up()
                     .into_iter()
                     .map(|p| to_union(input, p)),
             );
         }
-        backlogged
+        caught_up
     }
 
     fn position(&self) -> Option<serde_json::Value> {

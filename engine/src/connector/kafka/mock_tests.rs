@@ -539,7 +539,7 @@ fn no_message_is_lost_when_batches_are_cut() {
 }
 
 #[test]
-fn partitions_with_unread_records_are_backlogged() {
+fn only_partitions_read_to_their_end_are_caught_up() {
     let cluster = cluster("behind", 3);
     let brokers = cluster.bootstrap_servers();
     let messages: Vec<(i32, String)> = (0..60)
@@ -551,6 +551,7 @@ fn partitions_with_unread_records_are_backlogged() {
     let mut source = KafkaSource::new("s", &config, schema(), 4, None)
         .expect("source")
         .without_linger();
+    assert!(source.caught_up().is_empty(), "nothing is known yet");
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         assert!(Instant::now() < deadline, "no rows");
@@ -558,13 +559,115 @@ fn partitions_with_unread_records_are_backlogged() {
             break;
         }
     }
-    assert_eq!(
-        source.backlogged(),
-        [0, 1, 2],
+    assert!(
+        source.caught_up().is_empty(),
         "20 records each, 4 returned at most"
     );
     read_all(&mut source).expect("rows");
-    assert!(source.backlogged().is_empty());
+    assert_eq!(source.caught_up(), [0, 1, 2]);
+}
+
+/// A broker slow to serve one partition (its leader answers every request
+/// after 2.5 s, longer than `idle_timeout` and than the end-offset lookup
+/// waits) must not get that partition taken for idle: the watermark would
+/// pass it and its rows would be dropped as late, leaving committed windows
+/// short. The stream is unbounded, as a user's would be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_starved_by_a_slow_broker_is_not_taken_for_idle() {
+    let cluster = MockCluster::new(2).expect("mock cluster");
+    cluster.create_topic("starved", 3, 1).expect("topic");
+    for partition in 0..3 {
+        let leader = if partition == 2 { 2 } else { 1 };
+        cluster
+            .partition_leader("starved", partition, Some(leader))
+            .expect("leader");
+    }
+    let brokers = cluster.bootstrap_servers();
+    // Each partition: 300 trades over 30 s of event time (volume = the
+    // partition + 1), then one far later that closes every window.
+    let mut messages = Vec::new();
+    for partition in 0..3 {
+        for i in 0..300 {
+            messages.push((
+                partition,
+                format!(
+                    r#"{{"volume": {}, "ts": "2024-01-01T00:00:{:02}.{}"}}"#,
+                    partition + 1,
+                    i / 10,
+                    i % 10
+                ),
+            ));
+        }
+        messages.push((
+            partition,
+            r#"{"volume": 0, "ts": "2024-01-01T01:00:00"}"#.into(),
+        ));
+    }
+    let refs: Vec<(i32, &str)> = messages.iter().map(|(p, m)| (*p, m.as_str())).collect();
+    produce(&brokers, "starved", &refs);
+    cluster
+        .broker_round_trip_time(2, Duration::from_millis(2500))
+        .expect("slow broker");
+
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = crate::Engine::open(crate::EngineConfig::new(dir.path()))
+        .await
+        .expect("engine");
+    engine
+        .execute_script(&format!(
+            "CREATE STREAM trades (volume BIGINT, ts TIMESTAMP,
+                 WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+             WITH (connector = 'kafka', brokers = '{brokers}', topic = 'starved',
+                   format = 'json', idle_timeout = '1s');
+             CREATE MATERIALIZED VIEW v WITH (archive = 'parquet', commit_interval = '100ms') AS
+               SELECT window_start, count(*) AS trades, sum(volume) AS volume
+               FROM TUMBLE(trades, ts, INTERVAL '10' SECOND)
+               GROUP BY window_start, window_end;"
+        ))
+        .await
+        .expect("script");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut windows = Vec::new();
+    while windows.len() < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let results = engine
+            .execute_script("SELECT trades, volume FROM v ORDER BY window_start")
+            .await;
+        if let Ok(Some(crate::StatementResult::Rows { batches, .. })) = results.map(|mut r| r.pop())
+        {
+            windows = batches
+                .iter()
+                .flat_map(|b| {
+                    let trades = b.column(0).as_primitive::<Int64Type>().values().to_vec();
+                    let volume = b.column(1).as_primitive::<Int64Type>().values().to_vec();
+                    trades.into_iter().zip(volume)
+                })
+                .collect();
+        }
+    }
+    let late = job_counter(&engine, "late_rows").await;
+    engine.shutdown().await;
+    // 100 trades of each partition per window: volumes 100 + 200 + 300.
+    assert_eq!(
+        windows,
+        [(300, 600); 3],
+        "windows short of the slow partition's rows"
+    );
+    assert_eq!(late, 0, "rows dropped as late");
+}
+
+/// A `SHOW JOBS` counter of the only job.
+async fn job_counter(engine: &crate::Engine, column: &str) -> u64 {
+    let mut results = engine.execute_script("SHOW JOBS").await.expect("SHOW JOBS");
+    let Some(crate::StatementResult::Rows { batches, .. }) = results.pop() else {
+        panic!("SHOW JOBS returned no rows");
+    };
+    let batch = &batches[0];
+    let index = batch.schema().index_of(column).expect("column");
+    batch
+        .column(index)
+        .as_primitive::<arrow::datatypes::UInt64Type>()
+        .value(0)
 }
 
 #[test]

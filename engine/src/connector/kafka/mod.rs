@@ -8,6 +8,7 @@
 
 mod admin;
 mod dead_letter;
+mod end_offsets;
 mod scan;
 mod sink;
 mod source;

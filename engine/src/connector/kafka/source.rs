@@ -16,6 +16,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::end_offsets::EndOffsetWatcher;
 use super::scan::ScanBounds;
 use super::{
     DeadLetterTable, KafkaConfig, MetadataColumn, MetadataKind, REQUEST_TIMEOUT, StartOffset,
@@ -32,10 +33,9 @@ const LINGER: Duration = Duration::from_millis(50);
 const DISCOVERY_INTERVAL: Duration = Duration::from_secs(10);
 /// How often processed offsets are committed to the `group`, if any.
 const GROUP_COMMIT_INTERVAL: Duration = Duration::from_secs(5);
-/// How often an unbounded read looks up its partitions' high watermarks,
-/// and how long it waits for them.
-const HIGHS_INTERVAL: Duration = Duration::from_secs(5);
-const HIGHS_TIMEOUT: Duration = Duration::from_secs(1);
+/// How often an unbounded read looks up its partitions' end offsets at
+/// most (and at least three times per `idle_timeout`).
+const END_OFFSETS_INTERVAL: Duration = Duration::from_secs(5);
 /// Bounds of the wait between attempts to reach unreachable brokers.
 const MIN_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -92,10 +92,16 @@ pub(crate) struct KafkaSource {
     /// Offsets a checkpoint resumes from, applied when partitions are
     /// assigned.
     resume: Option<BTreeMap<i32, i64>>,
-    /// High watermarks of an unbounded read, looked up every
-    /// [`HIGHS_INTERVAL`]: a partition below its own is behind, not idle.
-    highs: BTreeMap<i32, i64>,
-    last_highs: Instant,
+    /// The end offsets of an unbounded read, looked up in the background:
+    /// a partition below its own is behind, not idle.
+    watcher: Option<EndOffsetWatcher>,
+    /// How often they are looked up.
+    end_offsets_interval: Duration,
+    /// How old an end offset may be and still tell that a partition is
+    /// caught up (its `idle_timeout`).
+    freshness: Duration,
+    /// When the consumer's positions were last taken in.
+    last_positions: Instant,
     /// An error to report once the rows decoded before it are delivered.
     failure: Option<Error>,
     dead_letters: Option<DeadLetterTable>,
@@ -146,8 +152,11 @@ impl KafkaSource {
             ready: VecDeque::new(),
             delivered: BTreeMap::new(),
             resume: None,
-            highs: BTreeMap::new(),
-            last_highs: now,
+            watcher: None,
+            end_offsets_interval: (config.idle_timeout / 3)
+                .clamp(Duration::from_millis(100), END_OFFSETS_INTERVAL),
+            freshness: config.idle_timeout,
+            last_positions: now,
             failure: None,
             dead_letters,
             bad_rows: 0,
@@ -292,6 +301,13 @@ impl KafkaSource {
         self.positions = starts;
         if self.config.end_at_latest {
             self.end_offsets = Some(ends);
+        } else if self.watcher.is_none() {
+            self.watcher = Some(EndOffsetWatcher::start(
+                &self.stream,
+                &self.config,
+                partitions.clone(),
+                self.end_offsets_interval,
+            )?);
         }
         self.recovered();
         Ok(true)
@@ -328,6 +344,9 @@ impl KafkaSource {
                 self.positions.insert(p, 0);
                 self.delivered.insert(p, 0);
                 self.partitions.push(p as u32);
+                if let Some(watcher) = &self.watcher {
+                    watcher.watch(p);
+                }
                 tracing::info!(
                     "stream '{}': reading new partition {p} of topic '{}'",
                     self.stream,
@@ -585,6 +604,20 @@ impl KafkaSource {
         Ok(RecordBatch::try_new(Arc::clone(&self.schema), columns)?)
     }
 
+    /// Takes in the consumer's positions: transaction markers take
+    /// offsets no record has, and the consumer knows it is past them.
+    fn take_consumer_positions(&mut self) {
+        self.last_positions = Instant::now();
+        if let Ok(positions) = self.consumer.position() {
+            for element in positions.elements() {
+                if let Offset::Offset(o) = element.offset() {
+                    let at = self.positions.entry(element.partition()).or_insert(o);
+                    *at = (*at).max(o);
+                }
+            }
+        }
+    }
+
     /// Commits the positions read to the consumer group, for visibility.
     fn commit_group(&mut self) {
         self.last_group_commit = Instant::now();
@@ -665,35 +698,30 @@ impl Source for KafkaSource {
         self.health.clone()
     }
 
-    fn backlogged(&mut self) -> Vec<u32> {
-        // A bounded read knows its ends; an unbounded one asks the brokers
-        // for the partitions' high watermarks now and then.
-        if self.end_offsets.is_none()
-            && self.connected
-            && self.last_highs.elapsed() >= HIGHS_INTERVAL
-        {
-            self.last_highs = Instant::now();
-            for &p in &self.partitions {
-                let partition = p as i32;
-                if let Ok((_, high)) =
-                    self.consumer
-                        .fetch_watermarks(&self.config.topic, partition, HIGHS_TIMEOUT)
-                {
-                    self.highs.insert(partition, high);
-                }
-            }
-            // Transaction markers take offsets no record has: the
-            // consumer knows it is past them.
-            if let Ok(positions) = self.consumer.position() {
-                for element in positions.elements() {
-                    if let Offset::Offset(o) = element.offset() {
-                        let at = self.positions.entry(element.partition()).or_insert(o);
-                        *at = (*at).max(o);
-                    }
-                }
-            }
+    fn caught_up(&mut self) -> Vec<u32> {
+        if !self.connected {
+            return Vec::new();
         }
-        let ends = self.end_offsets.as_ref().unwrap_or(&self.highs);
+        // A bounded read knows its ends; an unbounded one learns them from
+        // its watcher, and trusts only answers asked for within the last
+        // `idle_timeout`: a broker too slow to answer leaves the partition
+        // behind, not idle.
+        let ends: BTreeMap<i32, i64> = match (&self.end_offsets, &self.watcher) {
+            (Some(ends), _) => ends.clone(),
+            (None, Some(watcher)) => {
+                let now = Instant::now();
+                watcher
+                    .ends()
+                    .into_iter()
+                    .filter(|(_, e)| now.saturating_duration_since(e.asked_at) <= self.freshness)
+                    .map(|(p, e)| (p, e.high))
+                    .collect()
+            }
+            (None, None) => return Vec::new(),
+        };
+        if self.last_positions.elapsed() >= self.end_offsets_interval {
+            self.take_consumer_positions();
+        }
         // Read positions, not delivered ones: records read and skipped
         // (tombstones) leave nothing behind.
         self.partitions
@@ -702,7 +730,7 @@ impl Source for KafkaSource {
             .filter(|&p| {
                 let partition = p as i32;
                 let next = self.positions.get(&partition).copied().unwrap_or(0);
-                ends.get(&partition).is_some_and(|&end| next < end)
+                ends.get(&partition).is_some_and(|&end| next >= end)
             })
             .collect()
     }
