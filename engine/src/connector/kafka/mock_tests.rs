@@ -406,11 +406,30 @@ async fn idle_partitions_stop_holding_the_watermark_back() {
                 .collect();
         }
     }
+    // A row of an idle partition from before the watermark is late, and
+    // counted as late because of the partition's idleness.
+    produce(
+        &brokers,
+        "idle",
+        &[(
+            1,
+            r#"{"symbol": "A", "volume": 9, "ts": "2024-01-01T00:00:02"}"#,
+        )],
+    );
+    let mut late = (0, 0);
+    while late == (0, 0) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        late = (
+            job_counter(&engine, "late_rows").await,
+            job_counter(&engine, "idle_late_rows").await,
+        );
+    }
     // Stop the job before asserting: its source thread would otherwise
     // keep the runtime (and a failing test) from ending.
     engine.shutdown().await;
     // Only the first window: the second is still open.
     assert_eq!(volumes, [12], "the first window did not close (alone)");
+    assert_eq!(late, (1, 1), "(late_rows, idle_late_rows)");
 }
 
 #[test]
