@@ -298,6 +298,17 @@ impl Engine {
         query: &datafusion::sql::sqlparser::ast::Statement,
     ) -> Result<AdHocPlan> {
         self.wait_for_bounded_jobs().await;
+        self.plan_query_now(query).await
+    }
+
+    /// Plans `query` over what is committed now, without waiting for the
+    /// bounded jobs: for the snapshot a subscription starts with, which
+    /// the job's later commits follow live (waiting there would wait on a
+    /// job that cannot commit while the snapshot is taken).
+    async fn plan_query_now(
+        &self,
+        query: &datafusion::sql::sqlparser::ast::Statement,
+    ) -> Result<AdHocPlan> {
         let readable = self.objects.lock().await.readable();
         AdHocPlan::new(query, &readable, self.config.batch_size).await
     }
@@ -342,7 +353,7 @@ impl Engine {
             SubscribeFrom::Beginning => {
                 let select = select_all(name)?;
                 let archived = async {
-                    let plan = self.plan_query(&select).await?;
+                    let plan = self.plan_query_now(&select).await?;
                     plan.execute(Vec::new()).await
                 };
                 output

@@ -194,15 +194,24 @@ fn python_script(name: &str) -> PathBuf {
 
 /// The Kafka broker the Kafka tests use (`FIBERS_TEST_BROKERS`, which
 /// `.ci/run` sets to a local tansu broker), or `None` after saying on
-/// stderr that the calling test is skipped.
+/// stderr that the calling test is skipped; under CI, a panic.
 pub fn test_brokers() -> Option<String> {
     match std::env::var("FIBERS_TEST_BROKERS") {
         Ok(brokers) if !brokers.trim().is_empty() => Some(brokers),
+        // CI must run every test: a missing broker there is a failure.
+        _ if in_ci() => {
+            panic!("FIBERS_TEST_BROKERS is not set, and CI=true: .ci/run starts the broker")
+        }
         _ => {
             eprintln!("skipped: FIBERS_TEST_BROKERS is not set");
             None
         }
     }
+}
+
+/// Whether the tests run under CI (`CI=true`), where nothing may skip.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 /// A name no other test (nor an earlier run against the same broker)
@@ -289,6 +298,8 @@ impl Drop for SchemaRegistry {
 pub struct Broker {
     dir: PathBuf,
     port: u16,
+    /// The address it tells clients to connect to, when not its own.
+    advertised: Option<String>,
 }
 
 impl Broker {
@@ -296,6 +307,19 @@ impl Broker {
         let broker = Broker {
             dir: dir.to_path_buf(),
             port: free_port(),
+            advertised: None,
+        };
+        broker.run_script("start");
+        broker
+    }
+
+    /// A broker whose clients are sent to `advertised` (a proxy in front
+    /// of it) by the metadata it returns.
+    pub fn start_behind(dir: &Path, advertised: &str) -> Self {
+        let broker = Broker {
+            dir: dir.to_path_buf(),
+            port: free_port(),
+            advertised: Some(advertised.to_string()),
         };
         broker.run_script("start");
         broker
@@ -327,11 +351,16 @@ impl Broker {
     }
 
     fn script(&self, verb: &str) -> std::io::Result<Output> {
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh"))
+        let mut command =
+            Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kafka-broker.sh"));
+        command
             .arg(verb)
             .arg(self.port.to_string())
-            .env("FIBERS_BROKER_DIR", &self.dir)
-            .output()
+            .env("FIBERS_BROKER_DIR", &self.dir);
+        if let Some(advertised) = &self.advertised {
+            command.env("FIBERS_BROKER_ADVERTISED", advertised);
+        }
+        command.output()
     }
 }
 

@@ -55,9 +55,7 @@ fn adbc_and_pyarrow_flight_clients_and_the_delta_archive() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut server = Server::start(dir.path());
     // Only the ingest part needs a broker; the rest runs without one.
-    let brokers = std::env::var("FIBERS_TEST_BROKERS")
-        .ok()
-        .filter(|b| !b.trim().is_empty());
+    let brokers = crate::common::test_brokers();
     if brokers.is_none() {
         eprintln!("FIBERS_TEST_BROKERS is not set: the Kafka ingest part is skipped");
     }

@@ -1,0 +1,286 @@
+//! Exact windows over a slow, uneven broker, through SIGKILLs.
+//!
+//! A three-partition topic of JSON trades on a tansu broker of the test's
+//! own, reached only through a proxy ([`crate::proxy`]) that holds every
+//! end-offset lookup longer than the engine waits for it and stalls all
+//! traffic, again and again, for longer than the stream's `idle_timeout`.
+//! tansu itself serves the partitions one after another. The stream is
+//! unbounded, as a user's would be, so the engine cannot know its ends
+//! from the start. `fibers run` is killed with SIGKILL at random moments
+//! soon after each start, then left to read everything. Every window the
+//! watermark has closed must then be in the Delta table exactly once,
+//! equal to an independent computation: a partition the broker starves
+//! must hold the watermark back, not see its rows dropped as late.
+//!
+//! Runs where `FIBERS_TEST_BROKERS` is set (as `.ci/run` does: the tansu
+//! build is there), on a broker of its own. `FIBERS_CRASH_SEED` replays a
+//! kill schedule.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{Broker, read_table, test_brokers};
+use crate::crash::{Rng, assert_windows_equal, crash_check_json, read_trades, wait_within};
+use crate::proxy::{Proxy, Slowness};
+
+const TRADES: usize = 60_000;
+const PARTITIONS: usize = 3;
+const SEED: u64 = 2026;
+const WINDOW_SECONDS: i64 = 5;
+const KILLS: usize = 6;
+const VIEW: &str = "counts";
+/// Trade `i` happens at 2024-01-01T00:00:00 + `i` ms (crash_check.py).
+const BASE_MICROS: i64 = 1_704_067_200_000_000;
+/// How long producing may take, and the run that reads the rest.
+const PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
+const FINAL_RUN_TIMEOUT: Duration = Duration::from_secs(420);
+
+#[test]
+fn a_starving_broker_and_sigkills_leave_every_closed_window_exact() {
+    if test_brokers().is_none() {
+        return;
+    }
+    let began = Instant::now();
+    let seed = std::env::var("FIBERS_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("starved broker test: kill seed {seed} (FIBERS_CRASH_SEED={seed} replays it)");
+    let mut rng = Rng(seed);
+    let tmp = tempfile::Builder::new()
+        .prefix("fibers-starved-")
+        .tempdir()
+        .expect("create a temporary directory");
+    let root = tmp.path();
+
+    let (proxy, listener) = Proxy::bind();
+    let broker = Broker::start_behind(&root.join("broker"), &proxy.address());
+    proxy.forward_to(
+        listener,
+        broker.address(),
+        Slowness {
+            // The engine waits 1 s for an end offset.
+            list_offsets_delay: Duration::from_millis(1500),
+            flowing: Duration::from_millis(2000),
+            // Longer than the stream's idle_timeout.
+            stalled: Duration::from_millis(3000),
+        },
+    );
+    let brokers = proxy.address();
+    let topic = format!("starved_{}", std::process::id());
+    crash_check_json(
+        &[
+            "produce",
+            "--brokers",
+            &brokers,
+            "--topic",
+            &topic,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--count",
+            &TRADES.to_string(),
+            "--seed",
+            &SEED.to_string(),
+        ],
+        PRODUCE_TIMEOUT,
+    );
+    eprintln!(
+        "starved broker test: produced {TRADES} trades in {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    proxy.start_stalls();
+
+    let runs = Runs::new(root.to_path_buf(), &brokers, &topic);
+    for kill in 1..=KILLS {
+        let mut child = runs.spawn(kill);
+        let after = rng.millis(700, 3000);
+        if let Some(status) = wait_within(&mut child, after) {
+            panic!(
+                "run {kill} ended by itself ({status}); stderr:\n{}",
+                runs.stderr(kill)
+            );
+        }
+        child.kill().expect("SIGKILL fibers");
+        child.wait().expect("reap fibers");
+        eprintln!(
+            "starved broker test: kill {kill}/{KILLS} {} ms after start: {}",
+            after.as_millis(),
+            runs.progress()
+        );
+    }
+
+    // The last run reads the rest; once a checkpoint is past every trade,
+    // the next two commit all the windows the watermark has closed.
+    let last = KILLS + 1;
+    let mut child = runs.spawn(last);
+    let deadline = Instant::now() + FINAL_RUN_TIMEOUT;
+    let mut read_all_at = None;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll fibers") {
+            panic!(
+                "the last run ended ({status}); stderr:\n{}",
+                runs.stderr(last)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last run did not read every trade within {FINAL_RUN_TIMEOUT:?} ({}); \
+             stderr:\n{}",
+            runs.progress(),
+            runs.stderr(last)
+        );
+        if let Some((epoch, manifest)) = runs.latest_manifest() {
+            match read_all_at {
+                None if read_trades(&manifest) == TRADES as i64 => read_all_at = Some(epoch),
+                Some(at) if epoch >= at + 2 => break,
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().expect("SIGKILL fibers");
+    child.wait().expect("reap fibers");
+
+    // Every trade is read, so each partition's watermark is within a few
+    // ms of 59 s (the last trade at 59.999 s, less the 1 s delay): every
+    // window that ends by then has closed.
+    let closed_before = BASE_MICROS + 55_000_000;
+    let expected = crash_check_json(
+        &[
+            "expected",
+            "--count",
+            &TRADES.to_string(),
+            "--seed",
+            &SEED.to_string(),
+            "--window-seconds",
+            &WINDOW_SECONDS.to_string(),
+            "--min-volume",
+            "1001",
+        ],
+        PRODUCE_TIMEOUT,
+    );
+    let closed: Vec<Value> = expected["windows"]
+        .as_array()
+        .expect("expected windows")
+        .iter()
+        .filter(|w| {
+            w["window_end"]
+                .as_i64()
+                .is_some_and(|end| end <= closed_before)
+        })
+        .cloned()
+        .collect();
+    let rows: Vec<_> = read_table("delta", &runs.data.join(VIEW))
+        .into_iter()
+        .filter(|row| {
+            row.get("window_end")
+                .and_then(Value::as_i64)
+                .is_some_and(|end| end <= closed_before)
+        })
+        .collect();
+    assert_windows_equal(&rows, &Value::Array(closed));
+    eprintln!(
+        "starved broker test: passed: {} windows exact after {KILLS} kills, {:.1} s in all",
+        rows.len(),
+        began.elapsed().as_secs_f64()
+    );
+    drop(broker);
+}
+
+/// The script, the data dir and each run's output.
+struct Runs {
+    root: PathBuf,
+    script: PathBuf,
+    data: PathBuf,
+}
+
+impl Runs {
+    fn new(root: PathBuf, brokers: &str, topic: &str) -> Self {
+        let script = root.join("script.sql");
+        // No `end`: an unbounded read, which learns where the partitions
+        // end only from the broker's answers.
+        std::fs::write(
+            &script,
+            format!(
+                "CREATE STREAM IF NOT EXISTS trades (id BIGINT, symbol TEXT, price DOUBLE,
+                     volume BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+                   WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}',
+                         format = 'json', idle_timeout = '2s',
+                         properties.fetch.wait.max.ms = '50');
+                 CREATE MATERIALIZED VIEW IF NOT EXISTS {VIEW}
+                   WITH (archive = 'delta', path = '{VIEW}') AS
+                   SELECT symbol, window_start, window_end,
+                          sum(price * volume) / sum(volume) AS vwap,
+                          sum(volume) AS volume, count(*) AS trades
+                   FROM TUMBLE(trades, ts, INTERVAL '{WINDOW_SECONDS}' SECOND)
+                   GROUP BY symbol, window_start, window_end;\n"
+            ),
+        )
+        .expect("write the script");
+        Runs {
+            data: root.join("data"),
+            script,
+            root,
+        }
+    }
+
+    fn stderr_path(&self, run: usize) -> PathBuf {
+        self.root.join(format!("run-{run}.stderr"))
+    }
+
+    fn spawn(&self, run: usize) -> Child {
+        let stdout = File::create(self.root.join(format!("run-{run}.stdout"))).expect("stdout");
+        let stderr = File::create(self.stderr_path(run)).expect("stderr");
+        Command::new(env!("CARGO_BIN_EXE_fibers"))
+            .arg("run")
+            .arg(&self.script)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--checkpoint-interval", "1s"])
+            .env("FIBERS_LOG", "warn,fibers_engine=info")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("start fibers")
+    }
+
+    fn stderr(&self, run: usize) -> String {
+        std::fs::read_to_string(self.stderr_path(run)).unwrap_or_default()
+    }
+
+    fn latest_manifest(&self) -> Option<(u64, Value)> {
+        latest_manifest(&self.data.join("checkpoints").join(VIEW))
+    }
+
+    fn progress(&self) -> String {
+        match self.latest_manifest() {
+            Some((epoch, manifest)) => format!(
+                "checkpoint {epoch} at {}/{TRADES} trades",
+                read_trades(&manifest)
+            ),
+            None => "no checkpoint yet".into(),
+        }
+    }
+}
+
+/// The newest complete checkpoint under `dir`: its epoch and manifest.
+fn latest_manifest(dir: &Path) -> Option<(u64, Value)> {
+    let mut epochs: Vec<u64> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    epochs.sort_unstable();
+    epochs.into_iter().rev().find_map(|epoch| {
+        let text =
+            std::fs::read_to_string(dir.join(format!("{epoch:020}")).join("manifest.json")).ok()?;
+        Some((epoch, serde_json::from_str(&text).ok()?))
+    })
+}
