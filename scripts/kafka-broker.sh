@@ -11,7 +11,9 @@
 # Environment: FIBERS_TOOLS (where tansu is installed, default
 # ~/.cache/datafibers/tools), FIBERS_BROKER_DIR (its storage and log,
 # default ~/.cache/datafibers/broker-PORT; give start and stop the same),
-# TANSU_VERSION (default 0.6.0, the version the tests run against).
+# TANSU_VERSION (default 0.6.0, the version the tests run against),
+# FIBERS_BROKER_ADVERTISED (the host:port the broker tells clients to
+# connect to, default its own; tests put a proxy there).
 #
 # To use your own Kafka instead, point a stream at it:
 #   CREATE STREAM ... WITH (connector = 'kafka', brokers = 'host:9092', ...)
@@ -49,11 +51,12 @@ start() {
   fi
   # tansu resolves a sqlite:// path against its working directory (even
   # sqlite:///abs/path), so it runs from its storage directory.
+  local advertised="${FIBERS_BROKER_ADVERTISED:-127.0.0.1:$port}"
   (
     cd "$dir"
     exec nohup "$tansu" broker \
       --listener-url "tcp://127.0.0.1:$port" \
-      --advertised-listener-url "tcp://127.0.0.1:$port" \
+      --advertised-listener-url "tcp://$advertised" \
       --storage-engine "sqlite://tansu.db" \
       >broker.log 2>&1
   ) &
