@@ -1,6 +1,6 @@
 //! A Kafka proxy that makes a broker slow in the ways a loaded one is:
-//! it holds every ListOffsets response (end-offset lookups) for a while,
-//! and now and then stalls everything it forwards to the clients, so the
+//! it paces what it forwards, holds every ListOffsets response (end-offset
+//! lookups) for a while, and now and then stalls everything, so the
 //! partitions deliver nothing for longer than an `idle_timeout` while the
 //! broker still holds their records.
 //!
@@ -28,6 +28,8 @@ pub struct Slowness {
     /// over, once [`Proxy::start_stalls`] was called.
     pub flowing: Duration,
     pub stalled: Duration,
+    /// What the broker sends is paced to this rate.
+    pub bytes_per_second: u64,
 }
 
 /// A proxy listening on a loopback port of its own.
@@ -157,6 +159,9 @@ fn connect(
                     thread::sleep(slowness.stalled - into);
                 }
             }
+            thread::sleep(Duration::from_secs_f64(
+                frame.len() as f64 / slowness.bytes_per_second.max(1) as f64,
+            ));
             if client_out.write_all(&frame).is_err() {
                 break;
             }

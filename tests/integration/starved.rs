@@ -6,8 +6,9 @@
 //! traffic, again and again, for longer than the stream's `idle_timeout`.
 //! tansu itself serves the partitions one after another. The stream is
 //! unbounded, as a user's would be, so the engine cannot know its ends
-//! from the start. `fibers run` is killed with SIGKILL at random moments
-//! soon after each start, then left to read everything. Every window the
+//! from the start. `fibers run` is killed with SIGKILL at random moments,
+//! once early in a start and then soon after a checkpoint (around its
+//! commit), then left to read everything. Every window the
 //! watermark has closed must then be in the Delta table exactly once,
 //! equal to an independent computation: a partition the broker starves
 //! must hold the watermark back, not see its rows dropped as late.
@@ -38,6 +39,8 @@ const BASE_MICROS: i64 = 1_704_067_200_000_000;
 /// How long producing may take, and the run that reads the rest.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
 const FINAL_RUN_TIMEOUT: Duration = Duration::from_secs(420);
+/// How long a run may take to make its first checkpoint.
+const CHECKPOINT_TIMEOUT: Duration = Duration::from_secs(90);
 
 #[test]
 fn a_starving_broker_and_sigkills_leave_every_closed_window_exact() {
@@ -72,6 +75,8 @@ fn a_starving_broker_and_sigkills_leave_every_closed_window_exact() {
             flowing: Duration::from_millis(2000),
             // Longer than the stream's idle_timeout.
             stalled: Duration::from_millis(3000),
+            // About 10 s of records for the 6 MB of trades, stalls apart.
+            bytes_per_second: 600_000,
         },
     );
     let brokers = proxy.address();
@@ -99,9 +104,35 @@ fn a_starving_broker_and_sigkills_leave_every_closed_window_exact() {
     proxy.start_stalls();
 
     let runs = Runs::new(root.to_path_buf(), &brokers, &topic);
+    // The first kill comes early in a start; each other one up to 1.5 s
+    // after the run's first checkpoint, so runs resume from checkpoints
+    // part way through the input and are killed around their commits.
+    let mut mid_input = 0;
     for kill in 1..=KILLS {
+        let before = runs.latest_manifest().map(|(epoch, _)| epoch);
         let mut child = runs.spawn(kill);
-        let after = rng.millis(700, 3000);
+        let mut note = String::new();
+        if kill > 1 {
+            let deadline = Instant::now() + CHECKPOINT_TIMEOUT;
+            while runs.latest_manifest().map(|(epoch, _)| epoch) <= before {
+                if let Some(status) = child.try_wait().expect("poll fibers") {
+                    panic!(
+                        "run {kill} ended ({status}); stderr:\n{}",
+                        runs.stderr(kill)
+                    );
+                }
+                if Instant::now() > deadline {
+                    note = " (no checkpoint came in time)".into();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        let after = if kill == 1 {
+            rng.millis(700, 3000)
+        } else {
+            rng.millis(0, 1500)
+        };
         if let Some(status) = wait_within(&mut child, after) {
             panic!(
                 "run {kill} ended by itself ({status}); stderr:\n{}",
@@ -110,12 +141,22 @@ fn a_starving_broker_and_sigkills_leave_every_closed_window_exact() {
         }
         child.kill().expect("SIGKILL fibers");
         child.wait().expect("reap fibers");
+        if runs
+            .latest_manifest()
+            .is_some_and(|(_, m)| (1..TRADES as i64).contains(&read_trades(&m)))
+        {
+            mid_input += 1;
+        }
         eprintln!(
-            "starved broker test: kill {kill}/{KILLS} {} ms after start: {}",
+            "starved broker test: kill {kill}/{KILLS} {} ms after {}{note}: {}",
             after.as_millis(),
+            if kill == 1 { "start" } else { "a checkpoint" },
             runs.progress()
         );
     }
+    // Over this proxy the engine often reads the whole topic before its
+    // first checkpoint; the kills then hit recoveries and commits only.
+    eprintln!("starved broker test: {mid_input} of {KILLS} kills left a checkpoint mid-input");
 
     // The last run reads the rest; once a checkpoint is past every trade,
     // the next two commit all the windows the watermark has closed.
@@ -206,7 +247,8 @@ impl Runs {
     fn new(root: PathBuf, brokers: &str, topic: &str) -> Self {
         let script = root.join("script.sql");
         // No `end`: an unbounded read, which learns where the partitions
-        // end only from the broker's answers.
+        // end only from the broker's answers. Small fetches, so the paced
+        // proxy hands the records out over several checkpoints.
         std::fs::write(
             &script,
             format!(
@@ -214,7 +256,8 @@ impl Runs {
                      volume BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
                    WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}',
                          format = 'json', idle_timeout = '2s',
-                         properties.fetch.wait.max.ms = '50');
+                         properties.fetch.wait.max.ms = '50',
+                         properties.max.partition.fetch.bytes = '32768');
                  CREATE MATERIALIZED VIEW IF NOT EXISTS {VIEW}
                    WITH (archive = 'delta', path = '{VIEW}') AS
                    SELECT symbol, window_start, window_end,
