@@ -506,19 +506,7 @@ impl Workdir {
 
     /// Starts run `run` of `fibers run`, its output in files of its own.
     fn spawn(&self, run: usize) -> Child {
-        let stdout = File::create(self.root.join(format!("run-{run}.stdout"))).expect("stdout");
-        let stderr = File::create(self.stderr_path(run)).expect("stderr");
-        Command::new(env!("CARGO_BIN_EXE_fibers"))
-            .arg("run")
-            .arg(&self.script)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--checkpoint-interval", "1s"])
-            .env("FIBERS_LOG", "warn,fibers_engine=info")
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("start fibers")
+        spawn_run(&self.root, run, &self.script, &self.data)
     }
 
     fn stderr(&self, run: usize) -> String {
@@ -527,18 +515,7 @@ impl Workdir {
 
     /// The newest complete checkpoint of `job`: its epoch and manifest.
     fn latest_manifest(&self, job: &str) -> Option<(u64, Value)> {
-        let dir = self.data.join("checkpoints").join(job);
-        let mut epochs: Vec<u64> = std::fs::read_dir(&dir)
-            .ok()?
-            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-            .collect();
-        epochs.sort_unstable();
-        epochs.into_iter().rev().find_map(|epoch| {
-            let text =
-                std::fs::read_to_string(dir.join(format!("{epoch:020}")).join("manifest.json"))
-                    .ok()?;
-            Some((epoch, serde_json::from_str(&text).ok()?))
-        })
+        latest_manifest(&self.data.join("checkpoints").join(job))
     }
 
     /// The trades `job`'s newest checkpoint is past.
@@ -576,6 +553,40 @@ impl Workdir {
         }
         parts.join(", ")
     }
+}
+
+/// Starts run `run` of `fibers run SCRIPT` on `data`, checkpointing every
+/// second, its stdout and stderr in `run-N.stdout` and `run-N.stderr` of
+/// `root`.
+pub(crate) fn spawn_run(root: &Path, run: usize, script: &Path, data: &Path) -> Child {
+    let stdout = File::create(root.join(format!("run-{run}.stdout"))).expect("stdout");
+    let stderr = File::create(root.join(format!("run-{run}.stderr"))).expect("stderr");
+    Command::new(env!("CARGO_BIN_EXE_fibers"))
+        .arg("run")
+        .arg(script)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--checkpoint-interval", "1s"])
+        .env("FIBERS_LOG", "warn,fibers_engine=info")
+        .stdout(stdout)
+        .stderr(stderr)
+        .spawn()
+        .expect("start fibers")
+}
+
+/// The newest complete checkpoint in a job's checkpoint directory: its
+/// epoch and manifest.
+pub(crate) fn latest_manifest(dir: &Path) -> Option<(u64, Value)> {
+    let mut epochs: Vec<u64> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    epochs.sort_unstable();
+    epochs.into_iter().rev().find_map(|epoch| {
+        let text =
+            std::fs::read_to_string(dir.join(format!("{epoch:020}")).join("manifest.json")).ok()?;
+        Some((epoch, serde_json::from_str(&text).ok()?))
+    })
 }
 
 /// Runs `tests/python/crash_check.py ARGS`; its stdout.

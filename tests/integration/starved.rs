@@ -17,15 +17,17 @@
 //! build is there), on a broker of its own. `FIBERS_CRASH_SEED` replays a
 //! kill schedule.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::PathBuf;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::common::{Broker, read_table, test_brokers};
-use crate::crash::{Rng, assert_windows_equal, crash_check_json, read_trades, wait_within};
+use crate::crash::{
+    Rng, assert_windows_equal, crash_check_json, latest_manifest, read_trades, spawn_run,
+    wait_within,
+};
 use crate::proxy::{Proxy, Slowness};
 
 const TRADES: usize = 60_000;
@@ -280,19 +282,7 @@ impl Runs {
     }
 
     fn spawn(&self, run: usize) -> Child {
-        let stdout = File::create(self.root.join(format!("run-{run}.stdout"))).expect("stdout");
-        let stderr = File::create(self.stderr_path(run)).expect("stderr");
-        Command::new(env!("CARGO_BIN_EXE_fibers"))
-            .arg("run")
-            .arg(&self.script)
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--checkpoint-interval", "1s"])
-            .env("FIBERS_LOG", "warn,fibers_engine=info")
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("start fibers")
+        spawn_run(&self.root, run, &self.script, &self.data)
     }
 
     fn stderr(&self, run: usize) -> String {
@@ -312,18 +302,4 @@ impl Runs {
             None => "no checkpoint yet".into(),
         }
     }
-}
-
-/// The newest complete checkpoint under `dir`: its epoch and manifest.
-fn latest_manifest(dir: &Path) -> Option<(u64, Value)> {
-    let mut epochs: Vec<u64> = std::fs::read_dir(dir)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    epochs.sort_unstable();
-    epochs.into_iter().rev().find_map(|epoch| {
-        let text =
-            std::fs::read_to_string(dir.join(format!("{epoch:020}")).join("manifest.json")).ok()?;
-        Some((epoch, serde_json::from_str(&text).ok()?))
-    })
 }

@@ -82,9 +82,16 @@ impl EndOffsetWatcher {
         }
     }
 
-    /// The latest answer for each partition that had one.
-    pub fn ends(&self) -> BTreeMap<i32, EndOffset> {
-        self.lock().ends.clone()
+    /// The end offset of each partition whose latest answer was asked for
+    /// at most `max_age` ago.
+    pub fn fresh_ends(&self, max_age: Duration) -> BTreeMap<i32, i64> {
+        let now = Instant::now();
+        self.lock()
+            .ends
+            .iter()
+            .filter(|(_, e)| now.saturating_duration_since(e.asked_at) <= max_age)
+            .map(|(&p, e)| (p, e.high))
+            .collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {

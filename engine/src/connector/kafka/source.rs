@@ -702,26 +702,23 @@ impl Source for KafkaSource {
         if !self.connected {
             return Vec::new();
         }
+        if self.end_offsets.is_none() && self.last_positions.elapsed() >= self.end_offsets_interval
+        {
+            self.take_consumer_positions();
+        }
         // A bounded read knows its ends; an unbounded one learns them from
         // its watcher, and trusts only answers asked for within the last
         // `idle_timeout`: a broker too slow to answer leaves the partition
         // behind, not idle.
-        let ends: BTreeMap<i32, i64> = match (&self.end_offsets, &self.watcher) {
-            (Some(ends), _) => ends.clone(),
+        let fresh;
+        let ends = match (&self.end_offsets, &self.watcher) {
+            (Some(ends), _) => ends,
             (None, Some(watcher)) => {
-                let now = Instant::now();
-                watcher
-                    .ends()
-                    .into_iter()
-                    .filter(|(_, e)| now.saturating_duration_since(e.asked_at) <= self.freshness)
-                    .map(|(p, e)| (p, e.high))
-                    .collect()
+                fresh = watcher.fresh_ends(self.freshness);
+                &fresh
             }
             (None, None) => return Vec::new(),
         };
-        if self.last_positions.elapsed() >= self.end_offsets_interval {
-            self.take_consumer_positions();
-        }
         // Read positions, not delivered ones: records read and skipped
         // (tombstones) leave nothing behind.
         self.partitions
