@@ -149,6 +149,23 @@ impl DeltaWriter {
             _ => Ok(true),
         }
     }
+
+    /// The error for a commit of `epoch` that failed with `e`. Two instances
+    /// can both pass [`DeltaWriter::claim`] and race to commit; Delta's
+    /// conflict check then refuses the loser with a concurrent-transaction
+    /// error. When the table now records this epoch (or a later one), the
+    /// loser is a zombie and says so, as if it had lost before claiming.
+    async fn commit_failed(&mut self, e: DeltaTableError, epoch: u64) -> Error {
+        match self.recorded_epoch().await {
+            Ok(Some(recorded)) if recorded >= epoch => self.error(format!(
+                "the table already holds epoch {recorded} of job '{}', committed while this \
+                 instance committed epoch {epoch}: another instance of the job has moved on; \
+                 this one stops",
+                self.owner
+            )),
+            _ => self.error(e),
+        }
+    }
 }
 
 #[async_trait]
@@ -195,12 +212,14 @@ impl TableWriter for DeltaWriter {
         };
         let log_store = self.table.log_store();
         let snapshot = self.table.snapshot().map_err(|e| self.error(e))?;
-        CommitBuilder::from(properties)
+        let committed = CommitBuilder::from(properties)
             .with_actions(adds.into_iter().map(Action::Add).collect())
             .build(Some(snapshot), log_store, operation)
-            .await
-            .map_err(|e| self.error(e))?;
-        Ok(())
+            .await;
+        match committed {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.commit_failed(e, epoch).await),
+        }
     }
 
     async fn last_epoch(&mut self) -> Result<Option<u64>> {
@@ -251,7 +270,9 @@ impl TableWriter for DeltaWriter {
             }
             write = write.with_replace_where(predicate);
         }
-        write.await.map_err(|e| self.error(e))?;
-        Ok(())
+        match write.await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.commit_failed(e, epoch).await),
+        }
     }
 }
