@@ -30,7 +30,8 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub struct ServeArgs {
     /// A TOML settings file (keys: listen, data_dir, [auth] user, password or
     /// password_env, token_ttl, [tls] cert, key, [checkpoint] interval, url,
-    /// retained). Flags override its values.
+    /// retained, [access] allowed_paths, allowed_brokers). Flags override its
+    /// values.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// The address to listen on (port 0 picks a free port); anything but
@@ -67,6 +68,9 @@ pub struct ServeSettings {
     pub tls: Option<TlsConfig>,
     /// How often jobs checkpoint, and where.
     pub checkpoints: fibers_engine::CheckpointConfig,
+    /// Where statements may read, write and connect besides the data dir
+    /// and loopback brokers.
+    pub confinement: fibers_engine::Confinement,
 }
 
 /// The settings file. Every key is optional; unknown keys are errors, so a
@@ -79,6 +83,20 @@ struct SettingsFile {
     auth: Option<AuthSection>,
     tls: Option<TlsSection>,
     checkpoint: Option<CheckpointSection>,
+    access: Option<AccessSection>,
+}
+
+/// `[access]`: what statements may reach besides the data dir and brokers
+/// on loopback addresses.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessSection {
+    /// Directories whose files statements may read and write.
+    #[serde(default)]
+    allowed_paths: Vec<PathBuf>,
+    /// Kafka brokers (`host:port`) statements may connect to; `"*"` for any.
+    #[serde(default)]
+    allowed_brokers: Vec<String>,
 }
 
 /// `[checkpoint]`: how often jobs checkpoint, and where.
@@ -217,12 +235,18 @@ impl ServeSettings {
                  address (such as 127.0.0.1 or [::1])"
             );
         }
+        let access = parsed.access.unwrap_or_default();
+        let confinement = fibers_engine::Confinement {
+            allowed_paths: access.allowed_paths.into_iter().map(in_file).collect(),
+            allowed_brokers: access.allowed_brokers,
+        };
         Ok(ServeSettings {
             listen,
             data_dir,
             auth,
             tls,
             checkpoints,
+            confinement,
         })
     }
 
@@ -230,6 +254,9 @@ impl ServeSettings {
     pub fn engine_config(&self) -> fibers_engine::EngineConfig {
         let mut config = fibers_engine::EngineConfig::new(&self.data_dir);
         config.checkpoints = self.checkpoints.clone();
+        // Clients are not the machine's users: keep what their statements
+        // touch under the data dir and the allowed paths and brokers.
+        config.access = fibers_engine::Access::Confined(self.confinement.clone());
         config
     }
 

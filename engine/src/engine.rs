@@ -10,11 +10,12 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
 use fibers_sql::{
-    CreateQuery, CreateStream, ParsedStatement, RestartFrom, Statement, StreamInfo, StreamResolver,
-    SubscribeFrom, plan_continuous_query,
+    CreateQuery, CreateStream, ParsedStatement, RestartFrom, SqlLimits, Statement, StreamInfo,
+    StreamResolver, SubscribeFrom, plan_continuous_query,
 };
 use tokio::sync::{Mutex, watch};
 
+use crate::access::Access;
 use crate::archive::ArchiveConfig;
 use crate::archive::ArchiveFormat;
 use crate::checkpoint::{CheckpointConfig, CheckpointStore, Replay, ReplayFrom, Rewrite};
@@ -35,6 +36,10 @@ pub struct EngineConfig {
     pub batch_size: usize,
     /// How often jobs checkpoint, and where.
     pub checkpoints: CheckpointConfig,
+    /// Where statements may read, write and connect.
+    pub access: Access,
+    /// How large and deep SQL text may be.
+    pub sql_limits: SqlLimits,
 }
 
 impl EngineConfig {
@@ -45,6 +50,8 @@ impl EngineConfig {
             data_dir: data_dir.into(),
             batch_size: 8192,
             checkpoints: CheckpointConfig::default(),
+            access: Access::Unrestricted,
+            sql_limits: SqlLimits::default(),
         }
     }
 }
@@ -65,6 +72,10 @@ pub(crate) struct Objects {
     pub outputs: BTreeMap<String, Output>,
     pub jobs: BTreeMap<String, JobHandle>,
     pub tables: BTreeMap<String, Arc<ReferenceTable>>,
+    /// Objects of the catalog that could not be restored, with the error:
+    /// their jobs show as failed, and they can be dropped and created
+    /// again, while everything else runs.
+    pub unavailable: BTreeMap<String, (ObjectKind, String)>,
 }
 
 impl Objects {
@@ -73,8 +84,10 @@ impl Objects {
             Some(ObjectKind::Stream)
         } else if self.tables.contains_key(name) {
             Some(ObjectKind::Table)
+        } else if let Some(output) = self.outputs.get(name) {
+            Some(output.kind)
         } else {
-            self.outputs.get(name).map(|o| o.kind)
+            self.unavailable.get(name).map(|(kind, _)| *kind)
         }
     }
 
@@ -175,49 +188,73 @@ impl Engine {
         &self.config.data_dir
     }
 
+    /// Restores every object of the catalog. One that cannot be restored
+    /// (its definition damaged, its stream or archive unusable) is set
+    /// aside with its error, its job recorded as failed, and the others
+    /// still start: one broken object never keeps the engine down.
     async fn restore(&self) -> Result<()> {
         for def in self.catalog.list(None)? {
-            let parsed = fibers_sql::parse_script(&def.sql)?;
-            let Some(statement) = parsed.into_iter().next() else {
-                continue;
-            };
-            let context = |e: Error| {
-                Error::invalid(format!(
+            if let Err(e) = self.restore_one(&def).await {
+                let error = format!(
                     "cannot restore {} '{}' from the catalog: {e}",
                     def.kind, def.name
-                ))
-            };
-            match statement.statement {
-                Statement::CreateStream(create) => {
-                    let stream =
-                        StreamDef::resolve(&create, &self.config.data_dir).map_err(context)?;
-                    self.objects
-                        .lock()
-                        .await
-                        .streams
-                        .insert(def.name.clone(), Arc::new(stream));
+                );
+                tracing::error!("{error}; the other objects start without it");
+                if matches!(def.kind, ObjectKind::View | ObjectKind::Sink) {
+                    let previous = self.catalog.job(&def.name).ok().flatten();
+                    let record = fibers_catalog::JobRecord {
+                        name: def.name.clone(),
+                        status: JobStatus::Failed,
+                        error: Some(error.clone()),
+                        committed_watermark: previous.as_ref().and_then(|j| j.committed_watermark),
+                        counters: previous.map(|j| j.counters).unwrap_or_default(),
+                    };
+                    if let Err(e) = self.catalog.put_job(&record) {
+                        tracing::error!("job '{}': cannot record its state: {e}", def.name);
+                    }
                 }
-                Statement::CreateTable(create) => {
-                    let table = ReferenceTable::open(&create, &self.config.data_dir)
-                        .await
-                        .map_err(context)?;
-                    self.objects
-                        .lock()
-                        .await
-                        .tables
-                        .insert(def.name.clone(), Arc::new(table));
-                }
-                Statement::CreateView(create) | Statement::CreateSink(create) => {
-                    let resume = self
-                        .catalog
-                        .job(&def.name)?
-                        .is_none_or(|job| job.status.resumes());
-                    self.add_output(def.kind, &create, None, resume)
-                        .await
-                        .map_err(context)?;
-                }
-                _ => {}
+                self.objects
+                    .lock()
+                    .await
+                    .unavailable
+                    .insert(def.name.clone(), (def.kind, error));
             }
+        }
+        Ok(())
+    }
+
+    async fn restore_one(&self, def: &Definition) -> Result<()> {
+        let parsed = fibers_sql::parse_script(&def.sql)?;
+        let Some(statement) = parsed.into_iter().next() else {
+            return Err(Error::invalid("its definition holds no statement"));
+        };
+        match statement.statement {
+            Statement::CreateStream(create) => {
+                self.check_access(&create.options)?;
+                let stream = StreamDef::resolve(&create, &self.config.data_dir)?;
+                self.objects
+                    .lock()
+                    .await
+                    .streams
+                    .insert(def.name.clone(), Arc::new(stream));
+            }
+            Statement::CreateTable(create) => {
+                self.check_access(&create.options)?;
+                let table = ReferenceTable::open(&create, &self.config.data_dir).await?;
+                self.objects
+                    .lock()
+                    .await
+                    .tables
+                    .insert(def.name.clone(), Arc::new(table));
+            }
+            Statement::CreateView(create) | Statement::CreateSink(create) => {
+                let resume = self
+                    .catalog
+                    .job(&def.name)?
+                    .is_none_or(|job| job.status.resumes());
+                self.add_output(def.kind, &create, None, resume).await?;
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -225,7 +262,7 @@ impl Engine {
     /// Runs every statement of a script, in order, returning each result.
     pub async fn execute_script(&self, sql: &str) -> Result<Vec<StatementResult>> {
         let mut results = Vec::new();
-        for statement in fibers_sql::parse_script(sql)? {
+        for statement in fibers_sql::parse_script_with(sql, &self.config.sql_limits)? {
             results.push(self.execute(&statement).await?);
         }
         Ok(results)
@@ -446,6 +483,9 @@ impl Engine {
         &self,
         brokers: Option<&str>,
     ) -> Result<(String, Vec<(String, String)>)> {
+        if let Some(brokers) = brokers {
+            self.config.access.check_brokers(brokers)?;
+        }
         let objects = self.objects.lock().await;
         let clusters: BTreeMap<&str, &[(String, String)]> = objects
             .streams
@@ -472,6 +512,31 @@ impl Engine {
         }
     }
 
+    /// Checks the paths and Kafka brokers a statement's options name (a
+    /// stream's file, an archive, a reference table, a certificate) against
+    /// the engine's [`Access`], before anything is read or connected to.
+    fn check_access(&self, options: &fibers_sql::Options) -> Result<()> {
+        let access = &self.config.access;
+        let data_dir = &self.config.data_dir;
+        let path = |what: &str, written: &str| {
+            access.check_path(what, written, &data_dir.join(written), data_dir)
+        };
+        if let Some(written) = options.get("path") {
+            path("path", written)?;
+        }
+        if let Some(brokers) = options.get("brokers") {
+            access.check_brokers(brokers)?;
+        }
+        for (key, value) in options.iter() {
+            if let Some(setting) = key.strip_prefix(kafka::PROPERTIES_PREFIX)
+                && kafka::properties::FILE_SETTINGS.contains(&setting.to_ascii_lowercase().as_str())
+            {
+                path(&format!("property '{key}'"), value)?;
+            }
+        }
+        Ok(())
+    }
+
     async fn create_stream(&self, create: &CreateStream, sql: &str) -> Result<StatementResult> {
         let mut objects = self.objects.lock().await;
         if let Some(kind) = objects.kind_of(&create.name) {
@@ -484,6 +549,7 @@ impl Engine {
             }
             .into());
         }
+        self.check_access(&create.options)?;
         let stream = StreamDef::resolve(create, &self.config.data_dir)?;
         self.catalog.create(&Definition {
             name: create.name.clone(),
@@ -510,6 +576,7 @@ impl Engine {
             }
             .into());
         }
+        self.check_access(&create.options)?;
         // Read before taking the lock: a large table takes a while.
         let table = ReferenceTable::open(create, &self.config.data_dir).await?;
         let mut objects = self.objects.lock().await;
@@ -592,6 +659,7 @@ impl Engine {
             ObjectKind::View => ("view", "archive"),
             _ => ("sink", "connector"),
         };
+        self.check_access(&create.options)?;
         let mut options = create.options.clone();
         let archive = ArchiveConfig::from_options(
             &mut options,
@@ -854,7 +922,12 @@ impl Engine {
             }
             .into());
         }
-        if kind == ObjectKind::Stream {
+        if objects.unavailable.remove(name).is_some() {
+            self.catalog.drop_object(kind, name)?;
+            if matches!(kind, ObjectKind::View | ObjectKind::Sink) {
+                self.checkpoints_of(name).delete_all().await?;
+            }
+        } else if kind == ObjectKind::Stream {
             self.catalog.drop_object(kind, name)?;
             objects.streams.remove(name);
         } else if kind == ObjectKind::Table {

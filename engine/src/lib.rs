@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod access;
 mod archive;
 pub mod checkpoint;
 mod connector;
@@ -29,12 +30,13 @@ mod subscribe;
 mod table;
 mod watermark;
 
+pub use access::{Access, Confinement};
 pub use checkpoint::CheckpointConfig;
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
 pub use engine::{Engine, EngineConfig, TableInfo};
 pub use error::{Error, Result};
 pub use fibers_catalog::ObjectKind;
-pub use fibers_sql::{ParsedStatement, parse_script};
+pub use fibers_sql::{ParsedStatement, SqlLimits, parse_script};
 pub use result::{RowStream, StatementOutput, StatementResult};
 pub use runner::{QueryRunner, read_stream};
 pub use watermark::WatermarkTracker;

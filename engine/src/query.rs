@@ -11,6 +11,7 @@ use arrow::record_batch::RecordBatch;
 use datafusion::catalog::TableProvider;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::Column;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -125,9 +126,24 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
     let mut errors = Vec::new();
     let mut checkpoints = Vec::new();
     let mut recoveries = Vec::new();
-    for (name, output) in &objects.outputs {
+    // Views and sinks, with those that could not be restored (whose
+    // recorded state says why) among them.
+    let mut listed: Vec<(&String, ObjectKind)> = objects
+        .outputs
+        .iter()
+        .map(|(name, o)| (name, o.kind))
+        .chain(
+            objects
+                .unavailable
+                .iter()
+                .filter(|(_, (kind, _))| matches!(kind, ObjectKind::View | ObjectKind::Sink))
+                .map(|(name, (kind, _))| (name, *kind)),
+        )
+        .collect();
+    listed.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, kind) in listed {
         names.push(name.clone());
-        kinds.push(match output.kind {
+        kinds.push(match kind {
             ObjectKind::View => "view",
             _ => "sink",
         });
@@ -347,6 +363,7 @@ impl AdHocPlan {
             }
         }
         let plan = without_view_types(ctx.state().statement_to_plan(statement).await?)?;
+        refuse_writes(&plan)?;
         Ok(AdHocPlan { ctx, plan })
     }
 
@@ -403,6 +420,30 @@ impl AdHocPlan {
                 )?)
             }),
         ))
+    }
+}
+
+/// Fails when `plan` (or a plan it explains) would write or define
+/// anything: ad-hoc statements only read. Views and sinks are written by
+/// their jobs alone, and a table provider that accepts inserts (a Delta
+/// archive does) must never take rows from a client.
+fn refuse_writes(plan: &LogicalPlan) -> Result<()> {
+    let mut writes = None;
+    plan.apply(|node| {
+        Ok(match node {
+            LogicalPlan::Dml(_) | LogicalPlan::Copy(_) | LogicalPlan::Ddl(_) => {
+                writes = Some(node.display().to_string());
+                TreeNodeRecursion::Stop
+            }
+            _ => TreeNodeRecursion::Continue,
+        })
+    })?;
+    match writes {
+        Some(what) => Err(Error::invalid(format!(
+            "ad-hoc statements only read; this one would write ({what}). Views and sinks are \
+             written by their jobs, streams by INSERT INTO a stream or Flight ingest"
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -2,6 +2,7 @@
 //! runs, so no method (present or added later) can forget it.
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -10,9 +11,11 @@ use http::header::AUTHORIZATION;
 use tonic::Status;
 use tonic::body::Body;
 use tonic::server::NamedService;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower_service::Service;
 
 use crate::auth::{Authenticator, HandshakeError, Rejection};
+use crate::throttle::LoginThrottle;
 
 /// The gRPC path of Flight's `Handshake`, the one call that authenticates
 /// with credentials rather than a token.
@@ -23,16 +26,25 @@ const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 /// credentials gets through carrying the token it issued (see
 /// [`crate::auth::handshake_response`]); everything else is answered
 /// `Unauthenticated` here. Without one, every call gets through.
+///
+/// Wrong credentials spend the client address's budget of failed logins
+/// ([`LoginThrottle`]); past it, its logins are refused unchecked for a
+/// while, so passwords cannot be guessed at the speed of the network.
 #[derive(Clone)]
 pub(crate) struct AuthGuard<S> {
     inner: S,
     auth: Option<Arc<Authenticator>>,
+    throttle: Arc<LoginThrottle>,
 }
 
 impl<S> AuthGuard<S> {
     /// Guards `inner` with `auth`, or lets everything through if `None`.
     pub(crate) fn new(inner: S, auth: Option<Arc<Authenticator>>) -> Self {
-        AuthGuard { inner, auth }
+        AuthGuard {
+            inner,
+            auth,
+            throttle: Arc::default(),
+        }
     }
 }
 
@@ -53,10 +65,26 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if let Some(auth) = &self.auth
-            && let Err(status) = authorize(auth, &mut request)
-        {
-            return Either::Right(ready(Ok(status.into_http())));
+        if let Some(auth) = &self.auth {
+            let client = client_address(&request);
+            if let Some(client) = client
+                && presents_credentials(&request)
+                && let Err(wait) = self.throttle.check(client)
+            {
+                tracing::warn!("login from {client} refused unchecked: too many failed logins");
+                let status = Status::resource_exhausted(format!(
+                    "too many failed logins from this address; try again in {} s",
+                    wait.as_secs().max(1)
+                ));
+                return Either::Right(ready(Ok(status.into_http())));
+            }
+            if let Err((status, wrong_credentials)) = authorize(auth, &mut request) {
+                if wrong_credentials && let Some(client) = client {
+                    tracing::warn!("failed login from {client}");
+                    self.throttle.failed(client);
+                }
+                return Either::Right(ready(Ok(status.into_http())));
+            }
         }
         // Call the instance `poll_ready` readied; keep a clone for the next.
         let fresh = self.inner.clone();
@@ -71,9 +99,15 @@ where
 /// When several headers are sent, one that passes is enough; otherwise the
 /// first one's rejection is reported. The header is removed once checked,
 /// so credentials go no further than this.
-fn authorize<B>(auth: &Authenticator, request: &mut http::Request<B>) -> Result<(), Status> {
+/// A refusal also says whether credentials were wrong (rather than
+/// missing, malformed or a token), which counts against the client.
+fn authorize<B>(
+    auth: &Authenticator,
+    request: &mut http::Request<B>,
+) -> Result<(), (Status, bool)> {
     let handshake = request.uri().path() == HANDSHAKE_PATH;
     let mut first_error: Option<Status> = None;
+    let mut wrong_credentials = false;
     let mut issued = None;
     for header in request.headers().get_all(AUTHORIZATION) {
         let outcome = if handshake {
@@ -89,18 +123,42 @@ fn authorize<B>(auth: &Authenticator, request: &mut http::Request<B>) -> Result<
                 break;
             }
             Err(error) => {
+                wrong_credentials |=
+                    matches!(error, HandshakeError::Rejected(Rejection::WrongCredentials));
                 first_error.get_or_insert_with(|| error.into());
             }
         }
     }
     let Some(token) = issued else {
-        return Err(first_error.unwrap_or_else(|| Rejection::Missing.into()));
+        let status = first_error.unwrap_or_else(|| Rejection::Missing.into());
+        return Err((status, wrong_credentials));
     };
     request.headers_mut().remove(AUTHORIZATION);
     if let Some(token) = token {
         request.extensions_mut().insert(token);
     }
     Ok(())
+}
+
+/// The address of the client that sent `request`, over TCP or TLS.
+fn client_address<B>(request: &http::Request<B>) -> Option<IpAddr> {
+    let extensions = request.extensions();
+    let tcp = extensions.get::<TcpConnectInfo>().or_else(|| {
+        extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .map(TlsConnectInfo::get_ref)
+    })?;
+    tcp.remote_addr().map(|a| a.ip().to_canonical())
+}
+
+/// Whether `request` presents a user and password (Basic), the kind of
+/// login the throttle guards.
+fn presents_credentials<B>(request: &http::Request<B>) -> bool {
+    request.headers().get_all(AUTHORIZATION).iter().any(|h| {
+        h.as_bytes()
+            .get(..6)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case(b"basic "))
+    })
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ mod error;
 mod guard;
 mod server;
 mod service;
+mod throttle;
 mod ticket;
 mod tls;
 mod token;

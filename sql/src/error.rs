@@ -34,6 +34,12 @@ impl From<datafusion::sql::sqlparser::parser::ParserError> for Error {
     }
 }
 
+impl From<datafusion::sql::sqlparser::tokenizer::TokenizerError> for Error {
+    fn from(e: datafusion::sql::sqlparser::tokenizer::TokenizerError) -> Self {
+        Error::Syntax(e.to_string())
+    }
+}
+
 /// The innermost message of a DataFusion error: the context layers around
 /// it ("Error during planning: ...") add nothing for users, while the
 /// innermost one names the column or function at fault.

@@ -13,6 +13,7 @@
 mod error;
 mod interval;
 mod join;
+mod limits;
 mod options;
 mod parser;
 mod planner;
@@ -24,8 +25,9 @@ mod window;
 pub use error::{Error, Result, datafusion_message};
 pub use interval::{format_duration, parse_duration_option};
 pub use join::StreamJoin;
+pub use limits::SqlLimits;
 pub use options::{OptionValue, Options};
-pub use parser::{ParsedStatement, parse_script};
+pub use parser::{ParsedStatement, parse_script, parse_script_with};
 pub use planner::{ContinuousQuery, QueryInput, StreamInfo, StreamResolver, plan_continuous_query};
 pub use session::{streaming_session_state, streaming_session_state_with_config};
 pub use statement::{

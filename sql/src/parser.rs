@@ -2,10 +2,11 @@ use datafusion::sql::sqlparser::ast::{self, ColumnOption, Expr, Ident, ObjectNam
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 use fibers_catalog::ObjectKind;
 
 use crate::interval::interval_nanos;
+use crate::limits::SqlLimits;
 use crate::statement::{
     ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
     WatermarkSpec,
@@ -23,12 +24,22 @@ pub struct ParsedStatement {
     pub line: u64,
 }
 
-/// Parses a script of `;`-separated statements.
+/// Parses a script of `;`-separated statements, within the default
+/// [`SqlLimits`].
 ///
 /// Errors name the line and column at fault.
 pub fn parse_script(sql: &str) -> Result<Vec<ParsedStatement>> {
+    parse_script_with(sql, &SqlLimits::default())
+}
+
+/// Parses a script of `;`-separated statements; a script or statement
+/// larger or deeper than `limits` is refused before it is parsed.
+pub fn parse_script_with(sql: &str, limits: &SqlLimits) -> Result<Vec<ParsedStatement>> {
+    limits.check_script(sql)?;
     let dialect = GenericDialect {};
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location()?;
+    limits.check_tokens(sql, &tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let offsets = LineOffsets::new(sql);
     let mut statements = Vec::new();
     loop {
@@ -175,9 +186,18 @@ fn parse_statement(p: &mut Parser) -> Result<Statement> {
         });
     }
     match p.parse_statement()? {
-        statement @ (ast::Statement::Query(_) | ast::Statement::Explain { .. }) => {
-            Ok(Statement::Query(Box::new(statement)))
+        statement @ ast::Statement::Query(_) => Ok(Statement::Query(Box::new(statement))),
+        // EXPLAIN is read-only only over a query: `EXPLAIN ANALYZE` runs
+        // what it explains, so it must never wrap a statement that writes.
+        ast::Statement::Explain { statement, .. }
+            if !matches!(*statement, ast::Statement::Query(_)) =>
+        {
+            Err(Error::invalid(format!(
+                "EXPLAIN takes a query (SELECT, VALUES or WITH), not {}",
+                first_words(&statement.to_string())
+            )))
         }
+        statement @ ast::Statement::Explain { .. } => Ok(Statement::Query(Box::new(statement))),
         statement @ ast::Statement::Insert(_) => Ok(Statement::Insert(Box::new(statement))),
         other => Err(Error::invalid(format!(
             "unsupported statement: {}",
@@ -443,15 +463,23 @@ fn parse_option_key(p: &mut Parser) -> Result<String> {
 }
 
 /// Maps sqlparser's (line, column) locations back to byte offsets.
-struct LineOffsets {
+pub(crate) struct LineOffsets {
     starts: Vec<usize>,
+    /// The last location looked up and its byte offset: statements are
+    /// looked up in order, so the next one usually starts on the same line
+    /// further on, and counting characters resumes there instead of from
+    /// the line's start (a script on one long line stays linear).
+    last: std::cell::Cell<(u64, u64, usize)>,
 }
 
 impl LineOffsets {
-    fn new(sql: &str) -> Self {
+    pub(crate) fn new(sql: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(sql.match_indices('\n').map(|(i, _)| i + 1));
-        LineOffsets { starts }
+        LineOffsets {
+            starts,
+            last: std::cell::Cell::new((1, 1, 0)),
+        }
     }
 
     fn offset(&self, sql: &str, loc: Location) -> usize {
@@ -461,14 +489,22 @@ impl LineOffsets {
         let Some(&line_start) = self.starts.get(loc.line as usize - 1) else {
             return sql.len();
         };
+        let (last_line, last_column, last_offset) = self.last.get();
+        let (from, skip) = if last_line == loc.line && last_column <= loc.column {
+            (last_offset, loc.column - last_column)
+        } else {
+            (line_start, loc.column.saturating_sub(1))
+        };
         // Columns count characters, not bytes.
-        sql[line_start..]
+        let offset = sql[from..]
             .char_indices()
-            .nth(loc.column.saturating_sub(1) as usize)
-            .map_or(sql.len(), |(i, _)| line_start + i)
+            .nth(skip as usize)
+            .map_or(sql.len(), |(i, _)| from + i);
+        self.last.set((loc.line, loc.column, offset));
+        offset
     }
 
-    fn slice<'a>(&self, sql: &'a str, start: Location, end: Location) -> &'a str {
+    pub(crate) fn slice<'a>(&self, sql: &'a str, start: Location, end: Location) -> &'a str {
         let from = self.offset(sql, start);
         let to = self.offset(sql, end).max(from);
         &sql[from..to]

@@ -10,10 +10,17 @@ use arrow::record_batch::RecordBatch;
 use fibers_sql::Options;
 
 use super::{BadData, Poll, Source, take_bad_data};
-use crate::format::{Format, RecordDecoder, Records};
+use crate::format::{Format, RecordDecoder, RecordLimits, Records};
 use crate::{Error, Result};
 
-pub(crate) const OPTIONS: &[&str] = &["path", "format", "header", "bad_data"];
+pub(crate) const OPTIONS: &[&str] = &[
+    "path",
+    "format",
+    "header",
+    "bad_data",
+    "max_record_size",
+    "max_nesting_depth",
+];
 
 /// Settings of a `file` stream.
 #[derive(Debug, Clone)]
@@ -24,6 +31,7 @@ pub(crate) struct FileConfig {
     pub path: PathBuf,
     pub format: Format,
     pub bad_data: BadData,
+    pub limits: RecordLimits,
 }
 
 impl FileConfig {
@@ -31,11 +39,13 @@ impl FileConfig {
         let path_written = options.take_required("path", "connector 'file'")?;
         let format = Format::from_options(options, "connector 'file'", &["json", "csv"])?;
         let bad_data = take_bad_data(options, false)?;
+        let limits = RecordLimits::from_options(options)?;
         Ok(FileConfig {
             path: data_dir.join(&path_written),
             path_written,
             format,
             bad_data,
+            limits,
         })
     }
 
@@ -47,7 +57,7 @@ impl FileConfig {
         Ok(FileSource {
             stream: stream.to_string(),
             config: self.clone(),
-            decoder: self.format.decoder(schema)?,
+            decoder: self.format.decoder(schema, self.limits)?,
             batch_size: batch_size.max(1),
             files: files.into_iter(),
             current: None,
@@ -55,6 +65,7 @@ impl FileConfig {
             files_done: 0,
             line: 0,
             skip_lines: 0,
+            failure: None,
         })
     }
 }
@@ -102,6 +113,9 @@ pub(crate) struct FileSource {
     line: u64,
     /// Lines of the next file opened that a resumed source skips.
     skip_lines: u64,
+    /// The error of a bad record under `bad_data = 'fail'`, returned once
+    /// the rows before it are.
+    failure: Option<Error>,
 }
 
 impl FileSource {
@@ -134,13 +148,16 @@ impl FileSource {
         };
         if matches!(self.config.format, Format::Csv { header: true }) {
             let mut header = Vec::new();
-            read_line(&mut open, &mut header).map_err(|e| self.error(e))?;
+            read_line(&mut open, &mut header, self.config.limits.max_record_bytes)
+                .map_err(|e| self.error(e))?;
         }
         let skip = std::mem::take(&mut self.skip_lines);
         let mut skipped = Vec::new();
         while open.line < skip {
             skipped.clear();
-            if !read_line(&mut open, &mut skipped).map_err(|e| self.error(e))? {
+            if !read_line(&mut open, &mut skipped, self.config.limits.max_record_bytes)
+                .map_err(|e| self.error(e))?
+            {
                 break;
             }
         }
@@ -150,31 +167,44 @@ impl FileSource {
 
     /// Decodes `records` (read from `lines` of `label`); a bad record
     /// fails the job or is counted, as `bad_data` says.
+    ///
+    /// Under `'fail'`, the rows before the first bad record are returned
+    /// and the error waits for the next poll, so they are checkpointed and
+    /// a restart resumes at the bad line. Returns the rows and, then, the
+    /// number of the last line they cover.
     fn decode(
         &mut self,
         label: &str,
         records: &Records,
         lines: &[u64],
-    ) -> Result<Option<RecordBatch>> {
+    ) -> Result<(Option<RecordBatch>, Option<u64>)> {
         let decoded = self.decoder.decode(records)?;
+        let mut batch = decoded.batch;
+        let mut through = None;
         if let Some((i, e)) = decoded.bad.first() {
             match self.config.bad_data {
                 BadData::Drop | BadData::DeadLetter => self.bad_rows += decoded.bad.len() as u64,
                 BadData::Fail => {
-                    return Err(self.error(format!(
+                    // Every record before the first bad one decoded.
+                    batch = batch.slice(0, *i);
+                    through = Some(lines[*i] - 1);
+                    self.failure = Some(self.error(format!(
                         "{label} line {}: {e} (set bad_data = 'drop' to skip malformed records)",
                         lines[*i]
                     )));
                 }
             }
         }
-        Ok((decoded.batch.num_rows() > 0).then_some(decoded.batch))
+        Ok(((batch.num_rows() > 0).then_some(batch), through))
     }
 }
 
 impl Source for FileSource {
     fn poll(&mut self) -> Result<Poll> {
         loop {
+            if let Some(e) = self.failure.take() {
+                return Err(e);
+            }
             if self.current.is_none() && !self.open_next()? {
                 return Ok(Poll::End);
             }
@@ -187,7 +217,7 @@ impl Source for FileSource {
             let mut eof = false;
             while records.len() < self.batch_size {
                 line.clear();
-                match read_line(&mut open, &mut line) {
+                match read_line(&mut open, &mut line, self.config.limits.max_record_bytes) {
                     Err(e) => return Err(self.error(e)),
                     Ok(false) => {
                         eof = true;
@@ -205,14 +235,17 @@ impl Source for FileSource {
             if !eof {
                 self.current = Some(open);
             }
-            let decoded = if records.is_empty() {
-                None
+            let (decoded, through) = if records.is_empty() {
+                (None, None)
             } else {
                 self.decode(&label, &records, &lines)?
             };
             // Only now are the lines read past: a failed decode leaves
-            // the position before them.
-            if eof {
+            // the position before them, a bad record under 'fail' just
+            // before it.
+            if let Some(through) = through {
+                self.line = through;
+            } else if eof {
                 self.files_done += 1;
                 self.line = 0;
             } else {
@@ -257,12 +290,39 @@ impl Source for FileSource {
 }
 
 /// Appends the next line (with its newline) to `buf`; false at end of file.
-fn read_line(open: &mut OpenFile, buf: &mut Vec<u8>) -> std::result::Result<bool, String> {
-    let n = open
-        .reader
-        .read_until(b'\n', buf)
-        .map_err(|e| format!("cannot read '{}': {e}", open.label))?;
-    if n == 0 {
+/// A line longer than `max` bytes is cut to its first `max + 1`, and the
+/// rest skipped, so an endless line never fills memory: the decoder's
+/// limits then take it for the oversized record it is.
+fn read_line(
+    open: &mut OpenFile,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::result::Result<bool, String> {
+    let error = |e: std::io::Error| format!("cannot read '{}': {e}", open.label);
+    let start = buf.len();
+    let mut read_any = false;
+    loop {
+        let available = match open.reader.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(error(e)),
+        };
+        if available.is_empty() {
+            break;
+        }
+        read_any = true;
+        let (taken, done) = match memchr::memchr(b'\n', available) {
+            Some(i) => (i + 1, true),
+            None => (available.len(), false),
+        };
+        let room = (max + 1).saturating_sub(buf.len() - start);
+        buf.extend_from_slice(&available[..taken.min(room)]);
+        open.reader.consume(taken);
+        if done {
+            break;
+        }
+    }
+    if !read_any {
         return Ok(false);
     }
     open.line += 1;
@@ -295,6 +355,7 @@ mod tests {
             path: dir.path().join("in.txt"),
             format,
             bad_data,
+            limits: RecordLimits::default(),
         };
         let source = config.open("s", schema, batch_size).unwrap();
         (dir, source)
@@ -375,5 +436,46 @@ mod tests {
         assert!(err.contains("in.txt line 3"), "{err}");
         let (_d, mut s) = source(text, Format::Csv { header: true }, BadData::Drop, 100);
         assert_eq!(ids(&mut s).unwrap(), [1, 3]);
+    }
+
+    #[test]
+    fn under_fail_the_rows_before_a_bad_record_are_kept() {
+        let text = "{\"id\": 1}\n{\"id\": 2}\n\n{\"id\": oops}\n{\"id\": 5}\n";
+        let (_d, mut s) = source(text, Format::Json, BadData::Fail, 100);
+        let Poll::Batch(_, rows) = s.poll().unwrap() else {
+            panic!("expected the rows before the bad line")
+        };
+        assert_eq!(rows.num_rows(), 2);
+        // The position is just before the bad line, so a restart stops there
+        // again instead of skipping it.
+        let position = s.position().unwrap();
+        assert_eq!(position["line"], 3, "{position}");
+        let Err(err) = s.poll() else {
+            panic!("expected the bad line's error")
+        };
+        assert!(err.to_string().contains("in.txt line 4"), "{err}");
+        let (_d2, mut resumed) = source(text, Format::Json, BadData::Fail, 100);
+        resumed.seek(&position).unwrap();
+        let err = ids(&mut resumed).unwrap_err().to_string();
+        assert!(err.contains("in.txt line 4"), "{err}");
+    }
+
+    #[test]
+    fn a_record_nested_too_deep_is_a_bad_record() {
+        let deep = format!(
+            "{{\"id\": 2, \"name\": {}{}}}",
+            "[".repeat(50_000),
+            "]".repeat(50_000)
+        );
+        let text = format!("{{\"id\": 1}}\n{deep}\n{{\"id\": 3}}\n");
+        let (_d, mut s) = source(&text, Format::Json, BadData::Drop, 100);
+        assert_eq!(ids(&mut s).unwrap(), [1, 3]);
+        assert_eq!(s.bad_rows(), 1);
+        let (_d, mut s) = source(&text, Format::Json, BadData::Fail, 100);
+        let err = ids(&mut s).unwrap_err().to_string();
+        assert!(
+            err.contains("in.txt line 2") && err.contains("max_nesting_depth"),
+            "{err}"
+        );
     }
 }

@@ -140,7 +140,7 @@ impl StreamDef {
             })?
             .to_ascii_lowercase();
         let properties = match connector.as_str() {
-            "kafka" => kafka::take_properties(&mut options),
+            "kafka" => kafka::take_properties(&mut options)?,
             _ => Vec::new(),
         };
         let valid = match connector.as_str() {
@@ -193,7 +193,7 @@ impl StreamDef {
                 // Check now what would otherwise fail the job: metadata
                 // column types, and columns the format cannot carry.
                 let (payload, _) = kafka::split_schema(&schema)?;
-                config.format.decoder(payload)?;
+                config.format.decoder(payload, config.limits)?;
                 if config.bad_data == BadData::DeadLetter {
                     config.dead_letters = Some(DeadLetterTable::new(data_dir, &create.name));
                 }

@@ -8,6 +8,7 @@
 //! were bad and why.
 
 pub(crate) mod avro;
+pub(crate) mod limits;
 pub(crate) mod registry;
 
 use std::ops::Range;
@@ -21,6 +22,7 @@ use fibers_sql::Options;
 use crate::{Error, Result};
 
 pub(crate) use avro::AvroConfig;
+pub(crate) use limits::RecordLimits;
 
 /// A record format, as chosen by a `format` option.
 #[derive(Debug, Clone)]
@@ -70,16 +72,26 @@ impl Format {
         })
     }
 
-    /// A decoder of records into rows of `schema`.
-    pub fn decoder(&self, schema: SchemaRef) -> Result<Box<dyn RecordDecoder>> {
-        Ok(match self {
+    /// A decoder of records into rows of `schema`; a record past `limits`
+    /// is a bad record and never reaches the format's decoder.
+    pub fn decoder(
+        &self,
+        schema: SchemaRef,
+        limits: RecordLimits,
+    ) -> Result<Box<dyn RecordDecoder>> {
+        let inner: Box<dyn RecordDecoder> = match self {
             Format::Json | Format::Csv { .. } => Box::new(TextDecoder {
                 csv: matches!(self, Format::Csv { .. }),
                 schema,
             }),
             Format::Raw => Box::new(RawDecoder::new(schema)?),
             Format::Avro(config) => Box::new(avro::AvroDecoder::new(config, schema)?),
-        })
+        };
+        Ok(Box::new(limits::LimitedDecoder {
+            inner,
+            limits,
+            json: matches!(self, Format::Json),
+        }))
     }
 
     /// An encoder of rows of `schema` into one record each; `subject`
@@ -488,7 +500,11 @@ mod tests {
             r#"{"id": 7}"#,
             "",
         ]);
-        let decoded = Format::Json.decoder(schema()).unwrap().decode(&r).unwrap();
+        let decoded = Format::Json
+            .decoder(schema(), RecordLimits::default())
+            .unwrap()
+            .decode(&r)
+            .unwrap();
         assert_eq!(ids(&decoded.batch), [1, 3, 7]);
         let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, [1, 3, 4, 6]);
@@ -500,7 +516,11 @@ mod tests {
     fn csv_decodes_lines() {
         let r = records(&["1,a", "2,", "x,b", "4,\"d\ne\""]);
         let format = Format::Csv { header: false };
-        let decoded = format.decoder(schema()).unwrap().decode(&r).unwrap();
+        let decoded = format
+            .decoder(schema(), RecordLimits::default())
+            .unwrap()
+            .decode(&r)
+            .unwrap();
         assert_eq!(ids(&decoded.batch), [1, 2, 4]);
         assert_eq!(decoded.bad.len(), 1);
         assert_eq!(decoded.batch.column(1).as_string::<i32>().value(2), "d\ne");
@@ -511,11 +531,15 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Utf8, true)]));
         let mut r = records(&["hello"]);
         r.push(&[0xff, 0xfe]);
-        let decoded = Format::Raw.decoder(schema).unwrap().decode(&r).unwrap();
+        let decoded = Format::Raw
+            .decoder(schema, RecordLimits::default())
+            .unwrap()
+            .decode(&r)
+            .unwrap();
         assert_eq!(decoded.batch.num_rows(), 1);
         assert_eq!(decoded.bad[0].0, 1);
         let err = Format::Raw
-            .decoder(self::schema())
+            .decoder(self::schema(), RecordLimits::default())
             .err()
             .unwrap()
             .to_string();
@@ -540,7 +564,11 @@ mod tests {
                 .encode(&batch, &mut out)
                 .unwrap();
             assert_eq!(out.len(), 2, "{format:?}");
-            let decoded = format.decoder(schema()).unwrap().decode(&out).unwrap();
+            let decoded = format
+                .decoder(schema(), RecordLimits::default())
+                .unwrap()
+                .decode(&out)
+                .unwrap();
             assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
             assert_eq!(decoded.batch, batch, "{format:?}");
         }

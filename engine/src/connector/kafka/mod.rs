@@ -9,6 +9,7 @@
 mod admin;
 mod dead_letter;
 mod end_offsets;
+pub(crate) mod properties;
 mod scan;
 mod sink;
 mod source;
@@ -21,7 +22,7 @@ use fibers_sql::Options;
 use rdkafka::ClientConfig;
 
 use super::{BadData, take_bad_data};
-use crate::format::Format;
+use crate::format::{Format, RecordLimits};
 use crate::{Error, Result};
 
 pub(crate) use admin::{describe_topic, show_topics};
@@ -41,6 +42,8 @@ pub(crate) const OPTIONS: &[&str] = &[
     "group",
     "idle_timeout",
     "bad_data",
+    "max_record_size",
+    "max_nesting_depth",
 ];
 
 /// Formats a Kafka stream or sink can use.
@@ -78,6 +81,8 @@ pub(crate) struct KafkaConfig {
     pub group: Option<String>,
     pub idle_timeout: Duration,
     pub bad_data: BadData,
+    /// How large and deep one message may be before it is a bad record.
+    pub limits: RecordLimits,
     /// `properties.*` options, passed to librdkafka as they are.
     pub properties: Vec<(String, String)>,
     /// Where records that do not decode are kept (`bad_data =
@@ -104,6 +109,7 @@ impl KafkaConfig {
             .take_duration("idle_timeout")?
             .unwrap_or(Duration::from_secs(30));
         let bad_data = take_bad_data(options, true)?;
+        let limits = RecordLimits::from_options(options)?;
         let config = KafkaConfig {
             brokers,
             topic,
@@ -113,6 +119,7 @@ impl KafkaConfig {
             group,
             idle_timeout,
             bad_data,
+            limits,
             properties,
             dead_letters: None,
         };
@@ -172,19 +179,23 @@ pub(crate) fn client_config(brokers: &str, properties: &[(String, String)]) -> C
     config
 }
 
-/// Takes the `properties.*` options.
-pub(crate) fn take_properties(options: &mut Options) -> Vec<(String, String)> {
+/// Takes the `properties.*` options; a setting that is not a client
+/// setting (one that loads code or runs commands, say) is refused by name.
+pub(crate) fn take_properties(options: &mut Options) -> Result<Vec<(String, String)>> {
     let keys: Vec<String> = options
         .iter()
         .filter(|(k, _)| k.starts_with(PROPERTIES_PREFIX))
         .map(|(k, _)| k.to_string())
         .collect();
-    keys.into_iter()
-        .filter_map(|key| {
-            let value = options.take(&key)?;
-            Some((key[PROPERTIES_PREFIX.len()..].to_string(), value))
-        })
-        .collect()
+    let mut properties = Vec::with_capacity(keys.len());
+    for key in keys {
+        let name = &key[PROPERTIES_PREFIX.len()..];
+        properties::check(name)?;
+        if let Some(value) = options.take(&key) {
+            properties.push((name.to_string(), value));
+        }
+    }
+    Ok(properties)
 }
 
 fn parse_start(value: &str) -> Result<StartOffset> {
@@ -293,7 +304,7 @@ mod tests {
             ("start", "2024-05-01T09:30:00Z"),
             ("properties.fetch.wait.max.ms", "50"),
         ]);
-        let properties = take_properties(&mut o);
+        let properties = take_properties(&mut o).unwrap();
         assert_eq!(
             properties,
             [("fetch.wait.max.ms".to_string(), "50".to_string())]

@@ -56,7 +56,7 @@ pub(crate) struct KafkaSinkConfig {
 
 impl KafkaSinkConfig {
     pub fn from_options(options: &mut Options, owner: &str) -> Result<Self> {
-        let properties = take_properties(options);
+        let properties = take_properties(options)?;
         let brokers = options.take_required("brokers", owner)?;
         let topic = options.take_required("topic", owner)?;
         let format = Format::from_options(options, owner, FORMATS)?;

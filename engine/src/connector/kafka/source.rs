@@ -125,7 +125,7 @@ impl KafkaSource {
         dead_letters: Option<DeadLetterTable>,
     ) -> Result<Self> {
         let (payload, metadata) = split_schema(&schema)?;
-        let decoder = config.format.decoder(payload)?;
+        let decoder = config.format.decoder(payload, config.limits)?;
         let consumer: BaseConsumer = config
             .consumer_config()
             .create()
