@@ -20,23 +20,23 @@ use tonic::{Code, Request, Status};
 
 use crate::server::{Server, fetch, query};
 
-const PASSWORD: &str = "correct horse";
+pub(crate) const PASSWORD: &str = "correct horse";
 
 /// What `SELECT 1 AS one` returns.
 const ONE: &str = "+-----+\n| one |\n+-----+\n| 1   |\n+-----+";
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{user}:{password}")))
 }
 
 /// A server requiring user `alice` with [`PASSWORD`].
-fn start_with_auth(dir: &Path, extra: &[&str]) -> Server {
+pub(crate) fn start_with_auth(dir: &Path, extra: &[&str]) -> Server {
     let mut args = vec!["--user", "alice"];
     args.extend_from_slice(extra);
     Server::start_with_env(dir, &args, &[("FIBERS_PASSWORD", PASSWORD)])
 }
 
-async fn raw_client(server: &Server) -> FlightServiceClient<Channel> {
+pub(crate) async fn raw_client(server: &Server) -> FlightServiceClient<Channel> {
     let channel = Channel::from_shared(format!("http://{}", server.address))
         .expect("endpoint URL")
         .connect()
@@ -73,7 +73,7 @@ async fn raw_query(
 
 /// A handshake; returns the `authorization` response header and the
 /// payloads.
-async fn raw_handshake(
+pub(crate) async fn raw_handshake(
     client: &mut FlightServiceClient<Channel>,
     authorization: Option<&str>,
 ) -> Result<(Option<String>, Vec<Vec<u8>>), Status> {

@@ -3,6 +3,7 @@
 mod checkpoint;
 mod common;
 mod crash;
+mod escape;
 mod fake_flight;
 mod flight;
 mod flight_auth;
@@ -12,6 +13,7 @@ mod kafka;
 mod kafka_join;
 mod lookup;
 mod nexmark;
+mod poison;
 mod proxy;
 mod run_cli;
 mod server;
