@@ -178,6 +178,9 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => runtime.block_on(serve::serve(args)),
     };
+    // Jobs and sessions have stopped; a read still blocked on a broker
+    // that does not answer must not keep the process from exiting.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -26,7 +26,7 @@ use fibers_sql::{ShowTarget, arrow_type_to_sql, format_duration};
 use futures::StreamExt;
 
 use crate::connector::kafka::{self, DEAD_LETTER_SUFFIX};
-use crate::connector::{Poll, StreamDef};
+use crate::connector::{Patience, Poll, StreamDef};
 use crate::engine::{Objects, Output};
 use crate::table::ReferenceTable;
 use crate::{Error, Result, RowStream, StatementResult};
@@ -532,21 +532,24 @@ impl PartitionStream for BoundedStreamPartition {
         let stream = Arc::clone(&self.stream);
         let batch_size = self.batch_size;
         builder.spawn_blocking(move || {
-            let mut source = stream
-                .open_snapshot(batch_size)
-                .map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let external = |e: Error| DataFusionError::External(Box::new(e));
+            let mut source = stream.open_snapshot(batch_size).map_err(external)?;
+            let mut patience = Patience::for_stream(&stream);
             loop {
-                match source
-                    .poll()
-                    .map_err(|e| DataFusionError::External(Box::new(e)))?
-                {
+                match source.poll().map_err(external)? {
                     Poll::Batch(_, batch) => {
+                        patience.progressed();
                         // The query stopped reading (a LIMIT, or cancelled).
                         if tx.blocking_send(Ok(batch)).is_err() {
                             return Ok(());
                         }
                     }
-                    Poll::Idle(wait) => std::thread::sleep(wait),
+                    // The query was cancelled, or its client went away.
+                    Poll::Idle(_) if tx.is_closed() => return Ok(()),
+                    Poll::Idle(wait) => {
+                        patience.check(source.as_ref()).map_err(external)?;
+                        std::thread::sleep(wait.min(std::time::Duration::from_millis(100)));
+                    }
                     Poll::End => return Ok(()),
                 }
             }

@@ -216,3 +216,59 @@ async fn the_server_refuses_a_deep_expression_and_keeps_serving() {
         .expect("still serving");
     assert!(one.contains("| 1 "), "{one}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ad_hoc_query_over_unreachable_brokers_ends_and_the_server_still_stops() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut server = Server::start(dir.path());
+    let mut client = server.client().await;
+    // Nothing listens on the port: librdkafka retries for ever.
+    let port = crate::common::free_port();
+    query(
+        &mut client,
+        &format!(
+            "CREATE STREAM k (v TEXT) WITH (connector = 'kafka', brokers = '127.0.0.1:{port}', \
+             topic = 't', format = 'json', scan_timeout = '2s')"
+        ),
+    )
+    .await
+    .expect("create the stream");
+    let started = std::time::Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(60),
+        query(&mut client, "SELECT count(*) FROM k"),
+    )
+    .await
+    .expect("the query ends")
+    .expect_err("the brokers are unreachable");
+    assert!(
+        e.contains("nothing to read for 2s") && e.contains("scan_timeout"),
+        "{e}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // A client that gives up first: the read stops with it, and SIGTERM
+    // still stops the server.
+    let mut impatient = server.client().await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(500),
+        query(&mut impatient, "SELECT * FROM k"),
+    )
+    .await;
+    assert!(
+        gave_up.is_err(),
+        "the query should still be waiting: {gave_up:?}"
+    );
+    drop(impatient);
+    let stopping = std::time::Instant::now();
+    let (status, stderr) = server.terminate();
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        stopping.elapsed()
+    );
+}

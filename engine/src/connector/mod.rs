@@ -39,6 +39,56 @@ pub(crate) enum Poll {
     End,
 }
 
+/// How long an ad-hoc read waits for a source that delivers nothing (a
+/// Kafka stream whose brokers cannot be reached) before it gives up.
+pub(crate) struct Patience {
+    stream: String,
+    timeout: std::time::Duration,
+    since: std::time::Instant,
+}
+
+impl Patience {
+    /// Patience for reading `stream`: its Kafka `scan_timeout`, or 30 s.
+    pub fn for_stream(stream: &StreamDef) -> Self {
+        let timeout = stream
+            .kafka()
+            .map_or(std::time::Duration::from_secs(30), |k| k.scan_timeout);
+        Patience::new(&stream.name, timeout)
+    }
+
+    pub fn new(stream: &str, timeout: std::time::Duration) -> Self {
+        Patience {
+            stream: stream.to_string(),
+            timeout,
+            since: std::time::Instant::now(),
+        }
+    }
+
+    /// The source delivered rows.
+    pub fn progressed(&mut self) {
+        self.since = std::time::Instant::now();
+    }
+
+    /// Fails once nothing has come for the timeout, saying why if the
+    /// source knows.
+    pub fn check(&self, source: &dyn Source) -> Result<()> {
+        if self.since.elapsed() < self.timeout {
+            return Ok(());
+        }
+        let why = source
+            .health()
+            .unwrap_or_else(|| "the source delivered nothing".to_string());
+        Err(Error::Source {
+            stream: self.stream.clone(),
+            message: format!(
+                "nothing to read for {} ({why}); the query gives up (the stream's option \
+                 'scan_timeout' sets how long to wait)",
+                humantime::format_duration(self.timeout)
+            ),
+        })
+    }
+}
+
 /// A reader of one stream for one job. Sources are polled from a dedicated
 /// thread, so they may block on I/O.
 pub(crate) trait Source: Send {

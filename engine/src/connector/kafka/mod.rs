@@ -44,6 +44,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "bad_data",
     "max_record_size",
     "max_nesting_depth",
+    "scan_timeout",
 ];
 
 /// Formats a Kafka stream or sink can use.
@@ -80,6 +81,9 @@ pub(crate) struct KafkaConfig {
     pub end_at_latest: bool,
     pub group: Option<String>,
     pub idle_timeout: Duration,
+    /// How long an ad-hoc query waits for the brokers to send anything
+    /// before it fails.
+    pub scan_timeout: Duration,
     pub bad_data: BadData,
     /// How large and deep one message may be before it is a bad record.
     pub limits: RecordLimits,
@@ -108,6 +112,9 @@ impl KafkaConfig {
         let idle_timeout = options
             .take_duration("idle_timeout")?
             .unwrap_or(Duration::from_secs(30));
+        let scan_timeout = options
+            .take_duration("scan_timeout")?
+            .unwrap_or(Duration::from_secs(30));
         let bad_data = take_bad_data(options, true)?;
         let limits = RecordLimits::from_options(options)?;
         let config = KafkaConfig {
@@ -118,6 +125,7 @@ impl KafkaConfig {
             end_at_latest,
             group,
             idle_timeout,
+            scan_timeout,
             bad_data,
             limits,
             properties,

@@ -22,7 +22,7 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::StreamExt;
 
 use super::{KafkaConfig, KafkaSource};
-use crate::connector::{Poll, Source};
+use crate::connector::{Patience, Poll, Source};
 
 /// What the filters of a scan allow it to skip.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -264,6 +264,7 @@ impl PartitionStream for KafkaScan {
             self.config.dead_letters.clone(),
         )
         .map(|s| s.with_bounds(self.bounds.clone()));
+        let mut patience = Patience::new(&self.stream, self.config.scan_timeout);
         tokio::task::spawn_blocking(move || {
             let mut source = match source {
                 Ok(s) => s,
@@ -274,11 +275,19 @@ impl PartitionStream for KafkaScan {
             };
             loop {
                 let item = match source.poll() {
-                    Ok(Poll::Batch(_, batch)) => Ok(batch),
-                    Ok(Poll::Idle(wait)) => {
-                        std::thread::sleep(wait.min(std::time::Duration::from_millis(50)));
-                        continue;
+                    Ok(Poll::Batch(_, batch)) => {
+                        patience.progressed();
+                        Ok(batch)
                     }
+                    // The query was cancelled or its client went away.
+                    Ok(Poll::Idle(_)) if tx.is_closed() => return,
+                    Ok(Poll::Idle(wait)) => match patience.check(&source) {
+                        Ok(()) => {
+                            std::thread::sleep(wait.min(std::time::Duration::from_millis(50)));
+                            continue;
+                        }
+                        Err(e) => Err(DataFusionError::External(Box::new(e))),
+                    },
                     Ok(Poll::End) => return,
                     Err(e) => Err(DataFusionError::External(Box::new(e))),
                 };
