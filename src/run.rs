@@ -37,11 +37,14 @@ pub async fn run(
 
     let (running, all_bounded) = engine.running_jobs().await;
     if running > 0 {
+        // Bounded jobs finish by themselves; unbounded ones run until
+        // `--for`, Ctrl-C, or until every job has failed, when there is
+        // nothing left to run for.
         let wait = async {
             if all_bounded {
                 engine.wait_for_bounded_jobs().await;
             } else {
-                std::future::pending::<()>().await;
+                engine.wait_for_jobs().await;
             }
         };
         let until = async {

@@ -990,6 +990,18 @@ impl Engine {
         }
     }
 
+    /// Waits until no job is running: every one finished, stopped or
+    /// failed.
+    pub async fn wait_for_jobs(&self) {
+        let waiters: Vec<_> = {
+            let objects = self.objects.lock().await;
+            objects.jobs.values().map(|j| j.waiter()).collect()
+        };
+        for w in waiters {
+            w.await;
+        }
+    }
+
     /// Whether any job is still running, and whether all running ones are
     /// over bounded sources (and so will finish by themselves).
     pub async fn running_jobs(&self) -> (usize, bool) {

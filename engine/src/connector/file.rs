@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
@@ -57,7 +58,9 @@ impl FileConfig {
         Ok(FileSource {
             stream: stream.to_string(),
             config: self.clone(),
-            decoder: self.format.decoder(schema, self.limits)?,
+            decoder: self.format.decoder(Arc::clone(&schema), self.limits)?,
+            schema,
+            file_decoder: None,
             batch_size: batch_size.max(1),
             files: files.into_iter(),
             current: None,
@@ -102,7 +105,12 @@ struct OpenFile {
 pub(crate) struct FileSource {
     stream: String,
     config: FileConfig,
+    schema: SchemaRef,
     decoder: Box<dyn RecordDecoder>,
+    /// For a CSV file whose header orders the columns otherwise than the
+    /// stream declares them: a decoder in the file's order, and the
+    /// declared order's indices into it.
+    file_decoder: Option<(Box<dyn RecordDecoder>, Vec<usize>)>,
     batch_size: usize,
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
@@ -146,9 +154,13 @@ impl FileSource {
             reader: BufReader::with_capacity(1 << 20, file),
             line: 0,
         };
+        self.file_decoder = None;
         if matches!(self.config.format, Format::Csv { header: true }) {
             let mut header = Vec::new();
             read_line(&mut open, &mut header, self.config.limits.max_record_bytes)
+                .map_err(|e| self.error(e))?;
+            self.file_decoder = self
+                .header_order(&open.label, &header)
                 .map_err(|e| self.error(e))?;
         }
         let skip = std::mem::take(&mut self.skip_lines);
@@ -165,6 +177,84 @@ impl FileSource {
         Ok(true)
     }
 
+    /// Matches a CSV header to the declared columns by name. Returns a
+    /// decoder in the file's column order when it differs from the
+    /// declared one; fails naming a column the header lacks or one the
+    /// stream does not declare.
+    fn header_order(
+        &self,
+        label: &str,
+        header: &[u8],
+    ) -> std::result::Result<Option<(Box<dyn RecordDecoder>, Vec<usize>)>, String> {
+        let text = String::from_utf8_lossy(header);
+        let line = text.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let (named, _) = arrow_csv::reader::Format::default()
+            .with_header(true)
+            .infer_schema(std::io::Cursor::new(line.as_bytes()), Some(0))
+            .map_err(|e| format!("{label} line 1: cannot read the CSV header: {e}"))?;
+        let declared = self.schema.fields();
+        let names: Vec<&str> = named.fields().iter().map(|f| f.name().as_str()).collect();
+        let position = |column: &str| {
+            names
+                .iter()
+                .position(|n| *n == column)
+                .or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(column)))
+        };
+        let mut order = Vec::with_capacity(declared.len());
+        for field in declared.iter() {
+            match position(field.name()) {
+                Some(i) => order.push(i),
+                None => {
+                    return Err(format!(
+                        "{label} line 1: the CSV header ({}) has no column '{}'; with header = \
+                         'true', columns are matched by name",
+                        names.join(", "),
+                        field.name()
+                    ));
+                }
+            }
+        }
+        if let Some(extra) = names
+            .iter()
+            .enumerate()
+            .find(|(i, _)| !order.contains(i))
+            .map(|(_, n)| n)
+        {
+            return Err(format!(
+                "{label} line 1: the CSV header names column '{extra}', which the stream does \
+                 not declare (declared: {})",
+                declared
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        if order.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(None);
+        }
+        // The file's order: the declared field at each header position.
+        let mut in_file = vec![0; order.len()];
+        for (declared_index, &file_index) in order.iter().enumerate() {
+            in_file[file_index] = declared_index;
+        }
+        let file_schema = Arc::new(arrow::datatypes::Schema::new(
+            in_file
+                .iter()
+                .map(|&d| declared[d].as_ref().clone())
+                .collect::<Vec<_>>(),
+        ));
+        let decoder = self
+            .config
+            .format
+            .decoder(file_schema, self.config.limits)
+            .map_err(|e| e.to_string())?;
+        Ok(Some((decoder, order)))
+    }
+
     /// Decodes `records` (read from `lines` of `label`); a bad record
     /// fails the job or is counted, as `bad_data` says.
     ///
@@ -178,7 +268,14 @@ impl FileSource {
         records: &Records,
         lines: &[u64],
     ) -> Result<(Option<RecordBatch>, Option<u64>)> {
-        let decoded = self.decoder.decode(records)?;
+        let decoded = match &mut self.file_decoder {
+            Some((decoder, order)) => {
+                let mut decoded = decoder.decode(records)?;
+                decoded.batch = decoded.batch.project(order)?;
+                decoded
+            }
+            None => self.decoder.decode(records)?,
+        };
         let mut batch = decoded.batch;
         let mut through = None;
         if let Some((i, e)) = decoded.bad.first() {
@@ -477,5 +574,33 @@ mod tests {
             err.contains("in.txt line 2") && err.contains("max_nesting_depth"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_csv_header_matches_columns_by_name() {
+        let text = "name,id\na,1\nb,2\n";
+        let (_d, mut s) = source(text, Format::Csv { header: true }, BadData::Fail, 100);
+        let Poll::Batch(_, rows) = s.poll().unwrap() else {
+            panic!("expected rows")
+        };
+        assert_eq!(rows.schema().field(0).name(), "id");
+        assert_eq!(rows.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
+        assert_eq!(rows.column(1).as_string::<i32>().value(1), "b");
+
+        let (_d, mut s) = source(
+            "id,name,extra\n1,a,x\n",
+            Format::Csv { header: true },
+            BadData::Fail,
+            100,
+        );
+        let Err(e) = s.poll() else {
+            panic!("an unknown column")
+        };
+        assert!(e.to_string().contains("names column 'extra'"), "{e}");
+        let (_d, mut s) = source("id\n1\n", Format::Csv { header: true }, BadData::Fail, 100);
+        let Err(e) = s.poll() else {
+            panic!("a missing column")
+        };
+        assert!(e.to_string().contains("has no column 'name'"), "{e}");
     }
 }
