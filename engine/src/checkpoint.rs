@@ -96,6 +96,11 @@ pub(crate) struct Manifest {
     /// row once across recoveries.
     #[serde(default)]
     pub counters: Counters,
+    /// The newest epoch before this one whose rows the archive holds (for
+    /// archives that record epochs): a recovery that finds the archive
+    /// missing or behind it knows committed rows were lost.
+    #[serde(default)]
+    pub archived: Option<u64>,
 }
 
 /// Rows read, written, late and malformed, as of a barrier.
@@ -555,6 +560,7 @@ mod tests {
             sink: serde_json::Value::Null,
             replay: None,
             counters: Counters::default(),
+            archived: None,
         }
     }
 

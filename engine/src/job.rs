@@ -231,6 +231,9 @@ struct Epochs {
     /// Whether the store still holds the replay's start record, which the
     /// first checkpoint supersedes.
     replay_recorded: bool,
+    /// The newest epoch whose rows the archive holds, as far as this job
+    /// knows.
+    archived: Option<u64>,
 }
 
 async fn run(
@@ -328,7 +331,8 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             Some(replay) => spec.stream.replaying(replay.from)?.open(spec.batch_size)?,
             None => spec.stream.open(spec.batch_size)?,
         };
-        let next = archive.last_epoch().await?.map_or(1, |e| e + 1);
+        let archived = archive.last_epoch().await?;
+        let next = archived.map_or(1, |e| e + 1);
         return Ok(Start {
             operator,
             archive,
@@ -341,6 +345,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
                 plan,
                 replay,
                 replay_recorded,
+                archived,
             },
         });
     };
@@ -374,6 +379,26 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         .idle_late_rows
         .store(counters.idle_late_rows, Ordering::Relaxed);
     metrics.bad_rows.store(counters.bad_rows, Ordering::Relaxed);
+    // Rows the checkpoint says were committed must still be there: an
+    // archive deleted or rolled back would otherwise be refilled from here
+    // on, silently without its earlier rows.
+    if let Some(archived) = manifest.archived
+        && archive.records_epochs()
+    {
+        let recorded = archive.last_epoch().await?;
+        if recorded.is_none_or(|r| r < archived) {
+            let found = match recorded {
+                None => "holds no commit of this job (it was deleted or replaced)".to_string(),
+                Some(r) => format!("ends at epoch {r} (commits were removed)"),
+            };
+            return Err(Error::invalid(format!(
+                "job '{name}': checkpoint {} says its archive at '{}' holds epoch {archived}, but \
+                 the archive {found}; ALTER MATERIALIZED VIEW {name} RESTART FROM EARLIEST (or \
+                 ALTER SINK) rebuilds it from the stream",
+                manifest.epoch, spec.archive.path_written
+            )));
+        }
+    }
     // The checkpoint is complete, so its epoch's rows are to be committed;
     // a crash may have come first.
     spec.feed
@@ -395,6 +420,11 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         manifest.epoch,
         began.elapsed().as_millis()
     );
+    let archived = if manifest.sink.is_null() {
+        manifest.archived
+    } else {
+        Some(manifest.epoch)
+    };
     Ok(Start {
         operator,
         archive,
@@ -407,6 +437,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             plan,
             replay,
             replay_recorded,
+            archived,
         },
     })
 }
@@ -630,6 +661,7 @@ async fn checkpoint(
                 output_rows: metrics.output_rows.load(Ordering::Relaxed),
                 ..barrier.counters
             },
+            archived: epochs.archived,
         };
         manifest.duration_ms = began.elapsed().as_millis() as u64;
         store.commit(&manifest).await?;
@@ -646,6 +678,7 @@ async fn checkpoint(
             .commit(archive.commit(&staged.manifest, epoch, store, false))
             .await?;
         metrics.commits.fetch_add(1, Ordering::Relaxed);
+        epochs.archived = Some(epoch);
     }
     if emitted_watermark != *committed {
         *committed = emitted_watermark;

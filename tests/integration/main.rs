@@ -3,6 +3,7 @@
 mod checkpoint;
 mod common;
 mod crash;
+mod dataloss;
 mod escape;
 mod fake_flight;
 mod flight;

@@ -226,6 +226,10 @@ impl TableWriter for DeltaWriter {
         self.recorded_epoch().await
     }
 
+    fn records_epochs(&self) -> bool {
+        true
+    }
+
     async fn replace(
         &mut self,
         batches: Vec<RecordBatch>,

@@ -280,6 +280,12 @@ pub(crate) trait TableWriter: Send {
         Ok(None)
     }
 
+    /// Whether [`TableWriter::last_epoch`] reads what the target records,
+    /// so a recovery can tell an archive that lost commits.
+    fn records_epochs(&self) -> bool {
+        false
+    }
+
     /// Replaces the rows in `range` with `batches` in one commit (a replay
     /// rewriting its archive), as epoch `epoch`; like `commit`, a no-op
     /// for an epoch the target records when `recovering`.
@@ -486,6 +492,11 @@ impl Archive {
     /// The newest epoch the archive records as committed by this job.
     pub async fn last_epoch(&mut self) -> Result<Option<u64>> {
         self.writer.last_epoch().await
+    }
+
+    /// Whether the archive records the epochs committed to it.
+    pub fn records_epochs(&self) -> bool {
+        self.writer.records_epochs()
     }
 }
 
