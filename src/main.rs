@@ -146,7 +146,10 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIBERS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                // Delta's kernel logs each error it returns, with its
+                // backtrace when RUST_BACKTRACE is set (hundreds of lines
+                // for one damaged log entry); the engine reports them once.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,buoyant_kernel=off")),
         )
         .with_writer(std::io::stderr)
         .init();

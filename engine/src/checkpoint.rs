@@ -103,6 +103,15 @@ pub(crate) struct Manifest {
     pub archived: Option<u64>,
 }
 
+/// What [`CheckpointStore::latest_complete`] found.
+#[derive(Debug)]
+pub(crate) struct Latest {
+    /// The newest complete checkpoint that reads.
+    pub manifest: Option<Manifest>,
+    /// Newer checkpoints whose manifests are damaged, newest first.
+    pub damaged: Vec<u64>,
+}
+
 /// Rows read, written, late and malformed, as of a barrier.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Counters {
@@ -344,7 +353,15 @@ impl CheckpointStore {
     }
 
     /// The newest complete checkpoint, if any.
+    #[cfg(test)]
     pub async fn latest(&self) -> Result<Option<Manifest>> {
+        Ok(self.latest_complete().await?.manifest)
+    }
+
+    /// The newest complete checkpoint whose manifest reads, and the newer
+    /// ones whose manifests are damaged (skipped, with a warning).
+    pub async fn latest_complete(&self) -> Result<Latest> {
+        let mut damaged = Vec::new();
         for epoch in self.epochs().await?.into_iter().rev() {
             match self.store.get(&self.dir(epoch).join(MANIFEST)).await {
                 Ok(found) => {
@@ -352,9 +369,20 @@ impl CheckpointStore {
                         .bytes()
                         .await
                         .map_err(|e| self.error("cannot read a manifest", e))?;
-                    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                        self.error(&format!("the manifest of checkpoint {epoch} is damaged"), e)
-                    })?;
+                    let manifest: Manifest = match serde_json::from_slice(&bytes) {
+                        Ok(manifest) => manifest,
+                        Err(e) => {
+                            tracing::warn!(
+                                "{}; falling back to the checkpoint before it",
+                                self.error(
+                                    &format!("the manifest of checkpoint {epoch} is damaged"),
+                                    e
+                                )
+                            );
+                            damaged.push(epoch);
+                            continue;
+                        }
+                    };
                     if manifest.format != MANIFEST_FORMAT {
                         return Err(self.error(
                             &format!("checkpoint {epoch}"),
@@ -364,14 +392,20 @@ impl CheckpointStore {
                             ),
                         ));
                     }
-                    return Ok(Some(manifest));
+                    return Ok(Latest {
+                        manifest: Some(manifest),
+                        damaged,
+                    });
                 }
                 // Incomplete: the process stopped before the manifest.
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(self.error("cannot read a manifest", e)),
             }
         }
-        Ok(None)
+        Ok(Latest {
+            manifest: None,
+            damaged,
+        })
     }
 
     /// Deletes checkpoints older than the newest `retained` complete ones
@@ -618,16 +652,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_damaged_manifest_is_an_error_naming_the_checkpoint() {
+    async fn a_damaged_manifest_falls_back_to_the_checkpoint_before_it() {
         let store = CheckpointStore::new(
             Arc::new(InMemory::new()),
             &StorePath::from("cp"),
             "memory://",
             "v",
         );
+        store.commit(&manifest(2)).await.unwrap();
         store.put(3, MANIFEST, b"{not json".to_vec()).await.unwrap();
-        let e = store.latest().await.unwrap_err().to_string();
-        assert!(e.contains("checkpoint 3 is damaged"), "{e}");
+        let latest = store.latest_complete().await.unwrap();
+        assert_eq!(latest.manifest.map(|m| m.epoch), Some(2));
+        assert_eq!(latest.damaged, [3]);
     }
 
     #[tokio::test]

@@ -168,6 +168,7 @@ impl Engine {
     pub async fn open(config: EngineConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| Error::io(&config.data_dir, e))?;
         let lock = lock_data_dir(&config.data_dir)?;
+        check_catalog_file(&config.data_dir)?;
         let catalog = Arc::new(Catalog::open(&config.data_dir.join("catalog.db"))?);
         let checkpoint_store =
             crate::checkpoint::open_store(&config.checkpoints, &config.data_dir)?;
@@ -1072,6 +1073,35 @@ fn parameter_values(parameters: Option<&RecordBatch>) -> Result<Vec<ScalarValue>
 
 /// Takes the data dir's lock, released when the process ends (even by a
 /// crash, so a stale lock never blocks a restart).
+/// Refuses a zero-byte catalog in a data dir that holds anything else
+/// (archives, checkpoints): SQLite would take it for a new, empty catalog,
+/// and every view, sink and job state would be forgotten without a word.
+fn check_catalog_file(data_dir: &Path) -> Result<()> {
+    let path = data_dir.join("catalog.db");
+    match std::fs::metadata(&path) {
+        Ok(meta) if meta.len() == 0 => {}
+        _ => return Ok(()),
+    }
+    let entries = std::fs::read_dir(data_dir).map_err(|e| Error::io(data_dir, e))?;
+    let mut others: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with("catalog.db") && name != "LOCK")
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    others.sort();
+    others.truncate(5);
+    Err(Error::invalid(format!(
+        "the catalog {} is empty (0 bytes), but the data dir holds {}: the catalog was lost \
+         or truncated, and opening it would forget every stream, view, sink and job. Restore \
+         catalog.db from a backup, or remove it (and what the data dir holds) to start anew",
+        path.display(),
+        others.join(", ")
+    )))
+}
+
 fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
     let path = data_dir.join("LOCK");
     let file = std::fs::OpenOptions::new()

@@ -286,9 +286,12 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     let name = &spec.name;
     let began = Instant::now();
     let plan = crate::checkpoint::fingerprint(&spec.query.plan.display_indent().to_string());
-    let latest = match &spec.checkpoints.store {
-        Some(store) => store.latest().await?,
-        None => None,
+    let (latest, damaged) = match &spec.checkpoints.store {
+        Some(store) => {
+            let found = store.latest_complete().await?;
+            (found.manifest, found.damaged)
+        }
+        None => (None, Vec::new()),
     };
     // A replay starts from the stream's new start point until the first
     // checkpoint, which then carries what is left of it.
@@ -314,16 +317,46 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             m.epoch
         )));
     }
+    let mut archive = spec.archive.open(name, &spec.query.output_schema()).await?;
+    // Past a damaged checkpoint, the job resumes from the one before it.
+    // Epochs the archive holds after that one would be emitted again: a
+    // windowed job skips the windows its catalog records as committed and
+    // numbers its epochs after the archive's; any other job cannot resume
+    // exactly and stops.
+    let mut fallback_next = None;
+    if let Some(&newest_damaged) = damaged.first()
+        && archive.records_epochs()
+    {
+        let resumed = latest.as_ref().map_or(0, |m| m.epoch);
+        if let Some(recorded) = archive.last_epoch().await?
+            && recorded > resumed
+        {
+            let windowed = spec.query.aggregates
+                || matches!(spec.query.join, Some(fibers_sql::StreamJoin::Windowed));
+            if !windowed || committed.is_none() {
+                return Err(Error::invalid(format!(
+                    "job '{name}': checkpoint {newest_damaged} is damaged, and its archive \
+                     already holds epoch {recorded}, past the checkpoint before it ({resumed}); \
+                     the job cannot resume exactly. ALTER MATERIALIZED VIEW {name} RESTART FROM \
+                     EARLIEST (or ALTER SINK) rebuilds it from the stream"
+                )));
+            }
+            tracing::warn!(
+                "job '{name}': checkpoint {newest_damaged} is damaged; resuming from checkpoint \
+                 {resumed}, skipping the windows already committed"
+            );
+            fallback_next = Some(recorded + 1);
+        }
+    }
     // Windows already archived by a run without checkpoints are skipped; a
     // checkpoint knows exactly what was emitted.
-    let skip_through = if latest.is_some() || replay.is_some() {
+    let skip_through = if fallback_next.is_none() && (latest.is_some() || replay.is_some()) {
         None
     } else {
         committed
     };
     let ctx = spec.query.state.task_ctx();
     let mut operator = operator::build(&spec.query, &spec.stream, ctx, skip_through).await?;
-    let mut archive = spec.archive.open(name, &spec.query.output_schema()).await?;
     archive.set_rewrite(replay.as_ref().and_then(|r| r.rewrite));
     let store = spec.checkpoints.store.clone();
     let Some(manifest) = latest else {
@@ -420,10 +453,10 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         manifest.epoch,
         began.elapsed().as_millis()
     );
-    let archived = if manifest.sink.is_null() {
-        manifest.archived
-    } else {
-        Some(manifest.epoch)
+    let archived = match fallback_next {
+        Some(next) => Some(next - 1),
+        None if manifest.sink.is_null() => manifest.archived,
+        None => Some(manifest.epoch),
     };
     Ok(Start {
         operator,
@@ -431,7 +464,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         source,
         watermarks: Some(manifest.watermarks),
         epochs: Epochs {
-            next: manifest.epoch + 1,
+            next: fallback_next.unwrap_or(manifest.epoch + 1),
             store,
             retained: spec.checkpoints.retained,
             plan,

@@ -36,10 +36,17 @@ fn table_url(config: &ArchiveConfig) -> Result<Url> {
 }
 
 fn archive_error(config: &ArchiveConfig, owner: &str, e: impl std::fmt::Display) -> Error {
+    // Delta's kernel errors print their backtrace after the message when
+    // RUST_BACKTRACE is set: hundreds of lines no user needs.
+    let message = e.to_string();
+    let message = match message.find("\n   0: ") {
+        Some(backtrace) => message[..backtrace].trim_end().to_string(),
+        None => message,
+    };
     Error::Archive {
         owner: owner.to_string(),
         location: config.location(),
-        message: e.to_string(),
+        message,
     }
 }
 
