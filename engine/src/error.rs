@@ -37,6 +37,9 @@ pub enum Error {
         location: String,
         /// What went wrong.
         message: String,
+        /// Whether the store failed (I/O, an object store that did not
+        /// answer), so writing again may succeed.
+        transient: bool,
     },
 
     /// File system access failed.
@@ -74,7 +77,29 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+/// What an archive's error says when another instance of its job has
+/// committed past this one, which must then stop for good.
+pub(crate) const FENCED: &str = "another instance of the job has moved on";
+
 impl Error {
+    /// Whether running again may succeed: the file system or an archive's
+    /// store failed (a directory briefly unwritable, a store that did not
+    /// answer). Statements, records, plans and a fenced instance fail the
+    /// same way every time.
+    pub(crate) fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { .. } => true,
+            Error::Archive {
+                message, transient, ..
+            } => *transient && !message.contains(FENCED),
+            Error::DataFusion(e) => matches!(
+                e.find_root(),
+                DataFusionError::IoError(_) | DataFusionError::ObjectStore(_)
+            ),
+            _ => false,
+        }
+    }
+
     /// An [`Error::Invalid`] from anything printable.
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid(message.into())

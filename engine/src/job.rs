@@ -111,7 +111,34 @@ impl JobState {
     }
 }
 
+/// Pauses between runs of a job after transient faults: 1 s, doubling up
+/// to a minute; a run that lasted a few minutes starts the count afresh.
+#[derive(Debug, Default)]
+struct Retry {
+    attempts: u32,
+}
+
+impl Retry {
+    /// Faults in a row before the job is failed for good (about half an
+    /// hour of pauses).
+    const MAX_ATTEMPTS: u32 = 36;
+
+    /// The pause before the next run, after a run that lasted `ran`;
+    /// `None` once there have been too many faults in a row.
+    fn next(&mut self, ran: Duration) -> Option<Duration> {
+        if ran > Duration::from_secs(300) {
+            self.attempts = 0;
+        }
+        if self.attempts >= Self::MAX_ATTEMPTS {
+            return None;
+        }
+        self.attempts += 1;
+        Some(Duration::from_secs(1 << (self.attempts - 1).min(6)).min(Duration::from_secs(60)))
+    }
+}
+
 /// Everything a job needs to run.
+#[derive(Clone)]
 pub(crate) struct JobSpec {
     pub name: String,
     pub stream: Arc<StreamDef>,
@@ -137,7 +164,10 @@ pub(crate) struct JobHandle {
 
 #[derive(Debug, Default)]
 struct StopSignal {
+    /// Tells the current run (its source thread) to stop.
     requested: AtomicBool,
+    /// Set when the job itself is to stop (not just one run of it).
+    by_user: AtomicBool,
     notify: Notify,
 }
 
@@ -176,6 +206,7 @@ impl JobHandle {
 
     /// Asks the job to stop after committing what it has emitted, and waits.
     pub async fn stop(&mut self) {
+        self.stop.by_user.store(true, Ordering::SeqCst);
         self.stop.requested.store(true, Ordering::SeqCst);
         self.stop.notify.notify_one();
         if let Some(task) = self.task.take()
@@ -245,11 +276,48 @@ async fn run(
     let name = spec.name.clone();
     let catalog = Arc::clone(&spec.catalog);
     let previous = catalog.job(&name).ok().flatten();
-    let committed = previous.as_ref().and_then(|j| j.committed_watermark);
-    let outcome = run_job(spec, &metrics, &stop, committed).await;
-    let (final_state, committed) = match outcome {
-        Ok((s, w)) => (s, w),
-        Err((e, w)) => (JobState::Failed(e.to_string()), w),
+    let mut committed = previous.as_ref().and_then(|j| j.committed_watermark);
+    let mut retry = Retry::default();
+    let (final_state, committed) = loop {
+        let began = Instant::now();
+        let outcome = run_job(spec.clone(), &metrics, &stop, committed).await;
+        match outcome {
+            Ok((s, w)) => break (s, w),
+            // A transient fault (an archive briefly unwritable, a store
+            // that did not answer): run again from the last checkpoint,
+            // after a pause that grows while the fault lasts.
+            Err((e, w)) if e.is_transient() && !stop.by_user.load(Ordering::SeqCst) => {
+                committed = w;
+                let Some(pause) = retry.next(began.elapsed()) else {
+                    break (
+                        JobState::Failed(format!(
+                            "{e} (gave up after {} attempts)",
+                            retry.attempts
+                        )),
+                        w,
+                    );
+                };
+                tracing::warn!(
+                    "job '{name}': {e}; running again from its last checkpoint in {}",
+                    humantime::format_duration(pause)
+                );
+                metrics.set_health(Some(format!(
+                    "{e}; running again from the last checkpoint (attempt {})",
+                    retry.attempts + 1
+                )));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = stop.notify.notified() => {}
+                }
+                if stop.by_user.load(Ordering::SeqCst) {
+                    break (JobState::Stopped, w);
+                }
+                // The next run's source thread starts unstopped.
+                stop.requested.store(false, Ordering::SeqCst);
+                metrics.set_health(None);
+            }
+            Err((e, w)) => break (JobState::Failed(e.to_string()), w),
+        }
     };
     if let JobState::Failed(e) = &final_state {
         tracing::error!("job '{name}' failed: {e}");

@@ -16,6 +16,7 @@ mod lookup;
 mod nexmark;
 mod poison;
 mod proxy;
+mod retry;
 mod run_cli;
 mod server;
 mod shell;

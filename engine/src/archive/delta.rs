@@ -20,6 +20,7 @@ use datafusion::prelude::{col, lit};
 
 use super::{ArchiveConfig, ReplaceRange, Staged, TableWriter};
 use crate::checkpoint::CheckpointStore;
+use crate::error::FENCED;
 use crate::{Error, Result};
 
 fn table_url(config: &ArchiveConfig) -> Result<Url> {
@@ -32,10 +33,25 @@ fn table_url(config: &ArchiveConfig) -> Result<Url> {
         owner: String::new(),
         location: config.location(),
         message: "not an absolute path".into(),
+        transient: false,
     })
 }
 
-fn archive_error(config: &ArchiveConfig, owner: &str, e: impl std::fmt::Display) -> Error {
+fn archive_error<E: std::fmt::Display + 'static>(
+    config: &ArchiveConfig,
+    owner: &str,
+    e: E,
+) -> Error {
+    // The store failing (I/O, an object store that did not answer) may
+    // pass; a damaged log, a schema mismatch or a conflict will not.
+    let transient = (&e as &dyn std::any::Any)
+        .downcast_ref::<DeltaTableError>()
+        .is_some_and(|e| {
+            matches!(
+                e,
+                DeltaTableError::ObjectStore { .. } | DeltaTableError::Io { .. }
+            )
+        });
     // Delta's kernel errors print their backtrace after the message when
     // RUST_BACKTRACE is set: hundreds of lines no user needs.
     let message = e.to_string();
@@ -47,6 +63,7 @@ fn archive_error(config: &ArchiveConfig, owner: &str, e: impl std::fmt::Display)
         owner: owner.to_string(),
         location: config.location(),
         message,
+        transient,
     }
 }
 
@@ -119,7 +136,7 @@ impl DeltaWriter {
         })
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> Error {
+    fn error(&self, e: impl std::fmt::Display + 'static) -> Error {
         archive_error(&self.config, &self.owner, e)
     }
 
@@ -150,7 +167,7 @@ impl DeltaWriter {
             Some(recorded) if recorded >= epoch && recovering => Ok(false),
             Some(recorded) if recorded >= epoch => Err(self.error(format!(
                 "the table already holds epoch {recorded} of job '{}', and this instance would \
-                 commit epoch {epoch}: another instance of the job has moved on; this one stops",
+                 commit epoch {epoch}: {FENCED}; this one stops",
                 self.owner
             ))),
             _ => Ok(true),
@@ -166,8 +183,7 @@ impl DeltaWriter {
         match self.recorded_epoch().await {
             Ok(Some(recorded)) if recorded >= epoch => self.error(format!(
                 "the table already holds epoch {recorded} of job '{}', committed while this \
-                 instance committed epoch {epoch}: another instance of the job has moved on; \
-                 this one stops",
+                 instance committed epoch {epoch}: {FENCED}; this one stops",
                 self.owner
             )),
             _ => self.error(e),

@@ -170,11 +170,16 @@ impl ParquetWriter {
         Ok(())
     }
 
-    fn error(&self, e: impl std::fmt::Display) -> Error {
+    fn error<E: std::fmt::Display + 'static>(&self, e: E) -> Error {
+        let any = &e as &dyn std::any::Any;
+        let transient = any.is::<std::io::Error>()
+            || any.is::<object_store::Error>()
+            || any.downcast_ref::<Error>().is_some_and(Error::is_transient);
         Error::Archive {
             owner: self.owner.clone(),
             location: self.config.path.display().to_string(),
             message: e.to_string(),
+            transient,
         }
     }
 }

@@ -101,6 +101,10 @@ struct OpenFile {
     line: u64,
 }
 
+/// A decoder in a CSV file's column order, and the declared order's
+/// indices into its rows.
+type Reordered = (Box<dyn RecordDecoder>, Vec<usize>);
+
 /// Reads a stream's file(s), decoding straight into Arrow batches.
 pub(crate) struct FileSource {
     stream: String,
@@ -110,7 +114,7 @@ pub(crate) struct FileSource {
     /// For a CSV file whose header orders the columns otherwise than the
     /// stream declares them: a decoder in the file's order, and the
     /// declared order's indices into it.
-    file_decoder: Option<(Box<dyn RecordDecoder>, Vec<usize>)>,
+    file_decoder: Option<Reordered>,
     batch_size: usize,
     files: std::vec::IntoIter<PathBuf>,
     current: Option<OpenFile>,
@@ -185,7 +189,7 @@ impl FileSource {
         &self,
         label: &str,
         header: &[u8],
-    ) -> std::result::Result<Option<(Box<dyn RecordDecoder>, Vec<usize>)>, String> {
+    ) -> std::result::Result<Option<Reordered>, String> {
         let text = String::from_utf8_lossy(header);
         let line = text.trim_end_matches(['\n', '\r']);
         if line.trim().is_empty() {

@@ -97,10 +97,8 @@ pub(crate) async fn describe_topic(
             Err(TopicError::Unreachable(e)) => {
                 return Err(kafka_error(&brokers, "cannot describe topics", e));
             }
-            Err(TopicError::Fatal(message)) => {
-                return Err(Error::invalid(format!(
-                    "topic '{topic}' at '{brokers}': {message}"
-                )));
+            Err(e @ (TopicError::Fatal(_) | TopicError::Missing)) => {
+                return Err(Error::invalid(format!("topic '{topic}' at '{brokers}': {e}")));
             }
         };
         let mut rows: Vec<[String; 3]> = Vec::new();

@@ -207,9 +207,18 @@ impl KafkaSource {
                 ));
                 return Ok(false);
             }
-            Err(TopicError::Fatal(message)) => {
+            // A job over a topic not created yet waits for it; a bounded
+            // read (an ad-hoc query, a backfill) has nothing to wait for.
+            Err(TopicError::Missing) if !self.config.end_at_latest => {
+                self.retry_later(format!(
+                    "topic '{}' does not exist at '{}' (yet); waiting for it to be created",
+                    self.config.topic, self.config.brokers
+                ));
+                return Ok(false);
+            }
+            Err(e @ (TopicError::Fatal(_) | TopicError::Missing)) => {
                 return Err(self.error(format!(
-                    "topic '{}' at '{}': {message}",
+                    "topic '{}' at '{}': {e}",
                     self.config.topic, self.config.brokers
                 )));
             }
@@ -799,6 +808,8 @@ fn trim_line_end(value: &[u8]) -> &[u8] {
 pub(crate) enum TopicError {
     /// The brokers did not answer.
     Unreachable(KafkaError),
+    /// They answered: the topic does not exist (it may be created later).
+    Missing,
     /// They answered: the topic cannot be read.
     Fatal(String),
 }
@@ -807,6 +818,7 @@ impl std::fmt::Display for TopicError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TopicError::Unreachable(e) => write!(f, "cannot reach the brokers: {e}"),
+            TopicError::Missing => f.write_str("the topic does not exist"),
             TopicError::Fatal(message) => f.write_str(message),
         }
     }
@@ -821,16 +833,15 @@ pub(crate) fn topic_partitions(
         .fetch_metadata(Some(topic), REQUEST_TIMEOUT)
         .map_err(TopicError::Unreachable)?;
     let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
-        return Err(TopicError::Fatal("the topic does not exist".into()));
+        return Err(TopicError::Missing);
     };
     if let Some(e) = found.error() {
-        let code = RDKafkaErrorCode::from(e);
-        return Err(TopicError::Fatal(match code {
+        return Err(match RDKafkaErrorCode::from(e) {
             RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic => {
-                "the topic does not exist".into()
+                TopicError::Missing
             }
-            other => other.to_string(),
-        }));
+            other => TopicError::Fatal(other.to_string()),
+        });
     }
     let mut partitions: Vec<i32> = found.partitions().iter().map(|p| p.id()).collect();
     if partitions.is_empty() {
