@@ -53,6 +53,10 @@ pub struct ServeArgs {
     tls_key: Option<PathBuf>,
     #[command(flatten)]
     checkpoints: CheckpointArgs,
+    /// A directory whose files statements may read and write, besides the
+    /// data dir (repeatable; adds to `allowed_paths` under [access])
+    #[arg(long = "allowed-path", value_name = "DIR")]
+    allowed_paths: Vec<PathBuf>,
 }
 
 /// Everything `fibers serve` needs, validated.
@@ -237,7 +241,11 @@ impl ServeSettings {
         }
         let access = parsed.access.unwrap_or_default();
         let confinement = fibers_engine::Confinement {
-            allowed_paths: access.allowed_paths.into_iter().map(in_file).collect(),
+            allowed_paths: args
+                .allowed_paths
+                .into_iter()
+                .chain(access.allowed_paths.into_iter().map(in_file))
+                .collect(),
             allowed_brokers: access.allowed_brokers,
         };
         Ok(ServeSettings {

@@ -67,8 +67,8 @@ impl Access {
         roots.extend(bounds.allowed_paths.iter().map(|p| p.display().to_string()));
         Err(Error::invalid(format!(
             "{what} '{written}' is outside the directories fibers serve may use ({}); use a \
-             relative path under the data dir, or add its directory to allowed_paths under \
-             [access] in the server's config file",
+             relative path under the data dir, or allow its directory (fibers serve \
+             --allowed-path DIR, or allowed_paths under [access] in its config file)",
             roots.join(", ")
         )))
     }

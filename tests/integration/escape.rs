@@ -57,7 +57,7 @@ async fn kafka_properties_cannot_load_code_or_run_commands() {
     let dir = tempfile::tempdir().expect("temp dir");
     let marker = dir.path().join("loaded");
     let library = library_leaving(dir.path(), &marker);
-    let server = Server::start(dir.path());
+    let server = Server::start_confined(dir.path(), &[]);
     let stream = |property: &str, value: &str| {
         format!(
             "CREATE STREAM s (v TEXT) WITH (connector = 'kafka', brokers = '127.0.0.1:9', \
@@ -114,7 +114,7 @@ async fn kafka_properties_cannot_load_code_or_run_commands() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_ad_hoc_statement_writes_into_an_archive() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path());
+    let server = Server::start_confined(dir.path(), &[]);
     let mut client = server.client().await;
     for sql in [
         "CREATE STREAM trades WITH (connector = 'stocks', rate = '0', limit = '100', symbols = '2')",
@@ -176,7 +176,7 @@ async fn no_ad_hoc_statement_writes_into_an_archive() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paths_stay_under_the_data_dir_and_brokers_on_loopback() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(dir.path());
+    let server = Server::start_confined(dir.path(), &[]);
     for path in ["/etc/hostname", "../../../../etc/hostname", "/etc/shadow"] {
         refused(
             &server,
@@ -259,7 +259,7 @@ async fn allowed_paths_and_brokers_come_from_the_config_file() {
         "[access]\nallowed_paths = [\"shared\"]\nallowed_brokers = [\"192.0.2.1:9092\"]\n",
     )
     .expect("write the config");
-    let server = Server::start_with(dir.path(), &["--config", &config.display().to_string()]);
+    let server = Server::start_confined(dir.path(), &["--config", &config.display().to_string()]);
     let mut client = server.client().await;
     query(
         &mut client,

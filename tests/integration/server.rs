@@ -37,7 +37,30 @@ impl Server {
     /// Starts `fibers serve` with `extra` arguments and the environment
     /// variables `env` (`FIBERS_PASSWORD` only from there, never inherited).
     /// It listens on `127.0.0.1:0` unless `extra` has its own `--listen`.
+    ///
+    /// Statements may also use files anywhere under `dir` and the
+    /// checkout's `tests` (where the tests' input files live);
+    /// [`Server::start_confined`] keeps them to the data dir.
     pub fn start_with_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/tests");
+        let mut args = vec![
+            "--allowed-path".to_string(),
+            dir.display().to_string(),
+            "--allowed-path".to_string(),
+            tests.to_string(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Server::launch(dir, &args, env)
+    }
+
+    /// Starts `fibers serve` with statements kept to its data dir, as a
+    /// server with no `allowed_paths` runs.
+    pub fn start_confined(dir: &Path, extra: &[&str]) -> Server {
+        Server::launch(dir, extra, &[])
+    }
+
+    fn launch(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let listen: &[&str] = if extra.contains(&"--listen") {
             &[]
         } else {
