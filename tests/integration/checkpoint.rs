@@ -126,7 +126,7 @@ async fn a_stopped_job_resumes_from_its_last_checkpoint_without_gaps_or_duplicat
 }
 
 /// The `SHOW JOBS` status and error of the only job.
-async fn job_status(engine: &Engine) -> (String, String) {
+pub(crate) async fn job_status(engine: &Engine) -> (String, String) {
     let mut results = engine.execute_script("SHOW JOBS").await.unwrap();
     let Some(StatementResult::Rows { schema, batches }) = results.pop() else {
         panic!("SHOW JOBS returned no rows");

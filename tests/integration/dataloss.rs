@@ -31,6 +31,17 @@ fn archive_some_windows(dir: &Path) -> std::path::PathBuf {
     table
 }
 
+/// The commit files of a Delta table's log, oldest first.
+fn log_entries(table: &Path) -> Vec<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(table.join("_delta_log"))
+        .expect("read the log")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    entries.sort();
+    entries
+}
+
 fn resume_fails_naming_the_fix(dir: &Path, expected: &str) {
     let output = fibers_run_within(dir, "", &["--for", "3s"], RUN);
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -53,13 +64,7 @@ fn a_deleted_archive_stops_its_job_instead_of_starting_over_empty() {
 fn an_archive_missing_its_newest_commits_stops_its_job() {
     let dir = tempfile::tempdir().expect("temp dir");
     let table = archive_some_windows(dir.path());
-    let log = table.join("_delta_log");
-    let mut entries: Vec<_> = std::fs::read_dir(&log)
-        .expect("read the log")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    entries.sort();
+    let mut entries = log_entries(&table);
     // The newest commit may be the last checkpoint's own, which its
     // recovery commits again from the checkpoint; the one before is lost.
     for _ in 0..2 {
@@ -128,13 +133,7 @@ fn a_truncated_catalog_is_refused_while_the_data_dir_holds_jobs() {
 fn a_truncated_delta_log_is_one_clear_message() {
     let dir = tempfile::tempdir().expect("temp dir");
     let table = archive_some_windows(dir.path());
-    let log = table.join("_delta_log");
-    let mut entries: Vec<_> = std::fs::read_dir(&log)
-        .expect("read the log")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    entries.sort();
+    let mut entries = log_entries(&table);
     let newest = entries.pop().expect("a commit");
     let text = std::fs::read(&newest).expect("read");
     std::fs::write(&newest, &text[..text.len() / 2]).expect("truncate");

@@ -6,9 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use arrow::array::AsArray;
-use fibers_engine::{CheckpointConfig, Engine, EngineConfig, StatementResult};
+use fibers_engine::{CheckpointConfig, Engine, EngineConfig};
 
+use crate::checkpoint::job_status;
 use crate::common::{in_ci, read_table};
 
 /// Events per second of event time: the paced feed steps 1 ms per event.
@@ -22,21 +22,6 @@ fn set_immutable(dir: &Path, on: bool) -> bool {
         .arg(dir)
         .status()
         .is_ok_and(|s| s.success())
-}
-
-async fn job_status(engine: &Engine) -> (String, String) {
-    let mut results = engine.execute_script("SHOW JOBS").await.expect("SHOW JOBS");
-    let Some(StatementResult::Rows { schema, batches }) = results.pop() else {
-        panic!("SHOW JOBS returned no rows");
-    };
-    let text = |name: &str| {
-        batches[0]
-            .column(schema.index_of(name).expect("a column"))
-            .as_string::<i32>()
-            .value(0)
-            .to_string()
-    };
-    (text("status"), text("error"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
