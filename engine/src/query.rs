@@ -331,6 +331,7 @@ impl AdHocPlan {
             false,
         );
         let ctx = SessionContext::new_with_config(config);
+        fibers_sql::check_arithmetic(&ctx);
         let statement = DFStatement::Statement(Box::new(statement.clone()));
         let references = ctx.state().resolve_table_references(&statement)?;
         for reference in references {

@@ -10,6 +10,7 @@
 
 #![warn(missing_docs)]
 
+mod checked;
 mod error;
 mod interval;
 mod join;
@@ -22,6 +23,7 @@ mod statement;
 mod types;
 mod window;
 
+pub use checked::{CheckedArithmetic, CheckedOp, CheckedSum};
 pub use error::{Error, Result, datafusion_message};
 pub use interval::{format_duration, parse_duration_option};
 pub use join::StreamJoin;
@@ -29,7 +31,7 @@ pub use limits::SqlLimits;
 pub use options::{OptionValue, Options};
 pub use parser::{ParsedStatement, parse_script, parse_script_with};
 pub use planner::{ContinuousQuery, QueryInput, StreamInfo, StreamResolver, plan_continuous_query};
-pub use session::{streaming_session_state, streaming_session_state_with_config};
+pub use session::{check_arithmetic, streaming_session_state, streaming_session_state_with_config};
 pub use statement::{
     ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
     WatermarkSpec,

@@ -1,6 +1,10 @@
-use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::session_state::SessionState;
-use datafusion::prelude::SessionConfig;
+use datafusion::execution::{FunctionRegistry, SessionStateBuilder};
+use std::sync::Arc;
+
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::checked::{CheckedArithmetic, CheckedSum};
 
 /// Optimizer rules that would hide the aggregation's two phases from the
 /// streaming layer: it must see one aggregate (not `count(DISTINCT)` rewritten
@@ -9,8 +13,9 @@ const LOGICAL_RULES_OFF: &[&str] = &["single_distinct_aggregation_to_group_by"];
 const PHYSICAL_RULES_OFF: &[&str] = &["CombinePartialFinalAggregate"];
 
 /// A DataFusion session for planning continuous queries: one partition per
-/// plan (the engine parallelises across jobs and partitions itself) and the
-/// aggregation phases kept apart.
+/// plan (the engine parallelises across jobs and partitions itself), the
+/// aggregation phases kept apart, and integer arithmetic that fails on
+/// overflow instead of wrapping.
 pub fn streaming_session_state() -> SessionState {
     streaming_session_state_with_config(SessionConfig::new())
 }
@@ -41,8 +46,19 @@ pub fn streaming_session_state_with_config(config: SessionConfig) -> SessionStat
         .filter(|r| !PHYSICAL_RULES_OFF.contains(&r.name()))
         .cloned()
         .collect();
-    SessionStateBuilder::new_from_existing(state)
+    let mut state = SessionStateBuilder::new_from_existing(state)
         .with_optimizer_rules(logical)
         .with_physical_optimizer_rules(physical)
-        .build()
+        .with_analyzer_rule(Arc::new(CheckedArithmetic))
+        .build();
+    // Replaces DataFusion's `sum` (the registry keeps one per name).
+    let _ = state.register_udaf(CheckedSum::udaf());
+    state
+}
+
+/// Makes `ctx` check integer arithmetic for overflow, as the streaming
+/// sessions do (see [`crate::checked`]).
+pub fn check_arithmetic(ctx: &SessionContext) {
+    ctx.add_analyzer_rule(Arc::new(CheckedArithmetic));
+    ctx.register_udaf(Arc::unwrap_or_clone(CheckedSum::udaf()));
 }

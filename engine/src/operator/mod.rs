@@ -155,6 +155,9 @@ pub(crate) struct WindowAssigner {
     unit: i64,
     /// `window_end - window_start`.
     length: i64,
+    /// How far past a row's unit start the last window holding it may end
+    /// (the window size, or a session's gap).
+    reach: i64,
     time_zone: Option<Arc<str>>,
     input_schema: SchemaRef,
 }
@@ -171,6 +174,7 @@ impl WindowAssigner {
             time_index,
             unit,
             length: unit,
+            reach: window.size,
             time_zone,
             input_schema: Arc::clone(input_schema),
         })
@@ -182,6 +186,7 @@ impl WindowAssigner {
         let mut assigner = Self::new(window, input_schema, false)?;
         assigner.unit = 1;
         assigner.length = gap;
+        assigner.reach = gap;
         Ok(assigner)
     }
 
@@ -193,6 +198,7 @@ impl WindowAssigner {
     fn assign(&self, batch: RecordBatch) -> Result<RecordBatch> {
         let times = event_times(batch.column(self.time_index))?;
         let times = times.as_primitive::<TimestampNanosecondType>();
+        self.check_closable(times)?;
         let starts: TimestampNanosecondArray = times.unary(|t| floor_to(t, self.unit));
         let ends: TimestampNanosecondArray = starts.unary(|s| s.saturating_add(self.length));
         let mut columns: Vec<ArrayRef> = batch.columns().to_vec();
@@ -202,6 +208,36 @@ impl WindowAssigner {
             Arc::clone(&self.input_schema),
             columns,
         )?)
+    }
+}
+
+impl WindowAssigner {
+    /// Refuses rows in a window that would end after the last instant a
+    /// nanosecond timestamp holds (2262-04-11T23:47:16.854775807): such a
+    /// window could never close, and its rows would vanish without a word.
+    fn check_closable(&self, times: &TimestampNanosecondArray) -> Result<()> {
+        let Some(latest) = arrow::compute::max(times) else {
+            return Ok(());
+        };
+        if floor_to(latest, self.unit)
+            .checked_add(self.reach)
+            .is_some()
+        {
+            return Ok(());
+        }
+        let show = |t: i64| {
+            chrono::DateTime::from_timestamp_nanos(t)
+                .naive_utc()
+                .format("%Y-%m-%dT%H:%M:%S%.f")
+                .to_string()
+        };
+        Err(Error::invalid(format!(
+            "event time {} of column '{}' falls in a window ending after {}, the last \
+             instant a TIMESTAMP holds, so the window could never close",
+            show(latest),
+            self.input_schema.field(self.time_index).name(),
+            show(i64::MAX)
+        )))
     }
 }
 
