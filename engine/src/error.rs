@@ -100,6 +100,29 @@ impl Error {
         }
     }
 
+    /// Whether evaluating an expression over some row failed: an integer
+    /// overflow or a division by zero. Such an error belongs to the row,
+    /// so a stream that drops bad records may drop that row instead of
+    /// failing the job. (A `sum` that overflows belongs to its group, and
+    /// is an execution error instead.)
+    pub(crate) fn is_row_arithmetic(&self) -> bool {
+        let arrow = match self {
+            Error::Arrow(e) => Some(e),
+            Error::DataFusion(e) => match e.find_root() {
+                DataFusionError::ArrowError(e, _) => Some(e.as_ref()),
+                _ => None,
+            },
+            _ => None,
+        };
+        matches!(
+            arrow,
+            Some(
+                arrow::error::ArrowError::ArithmeticOverflow(_)
+                    | arrow::error::ArrowError::DivideByZero
+            )
+        )
+    }
+
     /// An [`Error::Invalid`] from anything printable.
     pub fn invalid(message: impl Into<String>) -> Self {
         Error::Invalid(message.into())

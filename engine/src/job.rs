@@ -14,7 +14,7 @@ use crate::archive::{Archive, ArchiveConfig};
 use crate::checkpoint::{
     CheckpointStore, Counters, Manifest, OperatorManifest, OperatorState, Replay, WatermarkState,
 };
-use crate::connector::{Poll, Source, StreamDef};
+use crate::connector::{BadData, Poll, Source, StreamDef};
 use crate::operator;
 use crate::subscribe::Feed;
 use crate::watermark::PartitionWatermarks;
@@ -543,6 +543,66 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     })
 }
 
+/// Processes `batch`. Under `bad_data = 'drop'` or `'dead_letter'`, a row
+/// whose arithmetic fails (an integer overflow, a division by zero) is
+/// dropped and counted as bad instead of failing the job: the batch is
+/// processed again in halves until each such row stands alone, so every
+/// other row still counts. The rows go to no dead-letter table, which
+/// keeps records that did not decode.
+async fn process(
+    operator: &mut dyn operator::Operator,
+    batch: RecordBatch,
+    spec: &JobSpec,
+    metrics: &JobMetrics,
+) -> Result<Vec<RecordBatch>> {
+    let error = match operator.process(batch.clone()).await {
+        Err(e)
+            if e.is_row_arithmetic()
+                && spec.stream.bad_data() != BadData::Fail
+                && operator.isolates_rows() =>
+        {
+            e
+        }
+        done => return done,
+    };
+    let mut out = Vec::new();
+    let mut dropped = 0u64;
+    let mut first_error = None;
+    let mut pending = vec![(0, batch.num_rows(), Some(error))];
+    while let Some((offset, len, failed)) = pending.pop() {
+        let failed = match failed {
+            Some(e) => e,
+            None => match operator.process(batch.slice(offset, len)).await {
+                Ok(rows) => {
+                    out.extend(rows);
+                    continue;
+                }
+                Err(e) if e.is_row_arithmetic() => e,
+                Err(e) => return Err(e),
+            },
+        };
+        if len <= 1 {
+            dropped += len as u64;
+            first_error.get_or_insert(failed);
+            continue;
+        }
+        // Last in, first out: the left half first, keeping row order.
+        let half = len / 2;
+        pending.push((offset + half, len - half, None));
+        pending.push((offset, half, None));
+    }
+    metrics.bad_rows.fetch_add(dropped, Ordering::Relaxed);
+    if let Some(e) = first_error {
+        tracing::warn!(
+            "{}: dropped {dropped} row(s) of stream '{}' whose arithmetic failed (bad_data), \
+             the first with: {e}",
+            spec.name,
+            spec.stream.name
+        );
+    }
+    Ok(out)
+}
+
 async fn run_job(
     spec: JobSpec,
     metrics: &Arc<JobMetrics>,
@@ -599,7 +659,7 @@ async fn run_job(
         metrics: Arc::clone(metrics),
         stop: Arc::clone(stop),
         barrier_wanted: Arc::clone(&barrier_wanted),
-        bad_rows_before: metrics.bad_rows.load(Ordering::Relaxed),
+        bad_rows_seen: 0,
         tx,
     };
     let source_thread = tokio::task::spawn_blocking(move || reader.run());
@@ -619,7 +679,9 @@ async fn run_job(
             tokio::select! {
                 message = rx.recv() => {
                     let out = match message {
-                        Some(Ok(SourceMessage::Batch(batch))) => operator.process(batch).await?,
+                        Some(Ok(SourceMessage::Batch(batch))) => {
+                            process(operator.as_mut(), batch, &spec, metrics).await?
+                        }
                         Some(Ok(SourceMessage::Watermark(w))) => {
                             metrics.watermark.store(w, Ordering::Relaxed);
                             let out = operator.advance(w).await?;
@@ -819,8 +881,9 @@ struct SourceReader {
     stop: Arc<StopSignal>,
     /// Set by the job when it wants a barrier.
     barrier_wanted: Arc<AtomicBool>,
-    /// Malformed records counted by the runs before this one.
-    bad_rows_before: u64,
+    /// Malformed records the source has counted so far, and added to the
+    /// job's count.
+    bad_rows_seen: u64,
     tx: mpsc::Sender<Result<SourceMessage>>,
 }
 
@@ -875,10 +938,12 @@ impl SourceReader {
                 return Ok(());
             }
             let polled = self.source.poll();
-            self.metrics.bad_rows.store(
-                self.bad_rows_before + self.source.bad_rows(),
-                Ordering::Relaxed,
-            );
+            // Added, not stored: the job counts rows its operator drops too.
+            let bad = self.source.bad_rows();
+            self.metrics
+                .bad_rows
+                .fetch_add(bad.saturating_sub(self.bad_rows_seen), Ordering::Relaxed);
+            self.bad_rows_seen = bad;
             self.metrics.set_health(self.source.health());
             let now = Instant::now();
             let partitions = self.source.partitions();

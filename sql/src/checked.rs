@@ -300,13 +300,13 @@ impl AggregateUDFImpl for CheckedSum {
     }
 }
 
+/// An execution error, not Arrow's overflow error: a sum overflows for
+/// its whole group, not for the row that tipped it over.
 fn overflow<N: fmt::Debug>(sum: N, value: N) -> datafusion::error::DataFusionError {
-    datafusion::error::DataFusionError::ArrowError(
-        Box::new(datafusion::arrow::error::ArrowError::ArithmeticOverflow(
-            format!("sum overflowed adding {value:?} to {sum:?}"),
-        )),
-        None,
-    )
+    datafusion::error::DataFusionError::Execution(format!(
+        "sum overflowed adding {value:?} to {sum:?}; cast its argument to DOUBLE or DECIMAL \
+         for more room"
+    ))
 }
 
 /// A checked integer sum of one group; `None` until a value is seen.

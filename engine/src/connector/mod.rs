@@ -342,6 +342,16 @@ impl StreamDef {
         }
     }
 
+    /// What the stream does with a record it cannot take (`bad_data`);
+    /// streams that decode nothing fail.
+    pub fn bad_data(&self) -> BadData {
+        match &self.connector {
+            ConnectorConfig::Kafka(c) => c.bad_data,
+            ConnectorConfig::File(c) => c.bad_data,
+            _ => BadData::Fail,
+        }
+    }
+
     /// The dead-letter table of a `bad_data = 'dead_letter'` stream.
     pub fn dead_letters(&self) -> Option<&DeadLetterTable> {
         match &self.connector {

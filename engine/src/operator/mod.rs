@@ -31,6 +31,13 @@ pub(crate) trait Operator: Send {
     /// Processes rows that are not late; returns rows ready to be written.
     async fn process(&mut self, batch: RecordBatch) -> Result<Vec<RecordBatch>>;
 
+    /// Whether [`Operator::process`] changes nothing when it fails with a
+    /// row's arithmetic error, so a batch may be processed again in parts
+    /// to find the rows at fault.
+    fn isolates_rows(&self) -> bool {
+        false
+    }
+
     /// The watermark reached `watermark` (nanoseconds; `i64::MAX` at the end
     /// of bounded input); returns rows that became final.
     async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>>;

@@ -45,6 +45,10 @@ impl Operator for Stateless {
         run(&mut self.plan, &self.input, vec![batch], &self.ctx).await
     }
 
+    fn isolates_rows(&self) -> bool {
+        true
+    }
+
     async fn advance(&mut self, _watermark: i64) -> Result<Vec<RecordBatch>> {
         Ok(Vec::new())
     }

@@ -222,6 +222,12 @@ impl Operator for WindowAggregate {
         Ok(Vec::new())
     }
 
+    /// A row's arithmetic fails in the partial aggregate, before any state
+    /// is added.
+    fn isolates_rows(&self) -> bool {
+        true
+    }
+
     async fn advance(&mut self, watermark: i64) -> Result<Vec<RecordBatch>> {
         let mut out = Vec::new();
         for start in self.closing_windows(watermark) {
