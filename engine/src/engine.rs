@@ -1054,7 +1054,7 @@ fn select_all(name: &str) -> Result<datafusion::sql::sqlparser::ast::Statement> 
 }
 
 /// The values of a one-row parameter batch, in column order.
-fn parameter_values(parameters: Option<&RecordBatch>) -> Result<Vec<ScalarValue>> {
+pub(crate) fn parameter_values(parameters: Option<&RecordBatch>) -> Result<Vec<ScalarValue>> {
     let Some(batch) = parameters else {
         return Ok(Vec::new());
     };

@@ -19,6 +19,9 @@ mod connector;
 mod engine;
 mod error;
 mod format;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod insert;
 mod job;
 mod operator;

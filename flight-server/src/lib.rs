@@ -12,6 +12,9 @@
 
 mod auth;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod guard;
 mod server;
 mod service;

@@ -82,7 +82,9 @@ impl AvroConfig {
 
 /// Decodes Confluent-framed Avro records into rows of the declared schema.
 pub(crate) struct AvroDecoder {
-    registry: SchemaRegistry,
+    /// Where unknown ids are looked up; `None` when every writer schema
+    /// was given up front (the fuzz targets).
+    registry: Option<SchemaRegistry>,
     schema: SchemaRef,
     /// Writer schemas seen so far, by registry id, or why one cannot be
     /// read. Ids are immutable in a registry, so both are kept.
@@ -98,10 +100,30 @@ impl AvroDecoder {
             ));
         }
         Ok(AvroDecoder {
-            registry: SchemaRegistry::new(&config.registry)?,
+            registry: Some(SchemaRegistry::new(&config.registry)?),
             schema,
             writers: HashMap::new(),
         })
+    }
+
+    /// A decoder that knows only the writer schemas `writers` (id, Avro
+    /// schema JSON) and asks no registry.
+    #[cfg(feature = "fuzzing")]
+    pub fn with_writers(schema: SchemaRef, writers: Vec<(u32, String)>) -> Self {
+        let writers = writers
+            .into_iter()
+            .map(|(id, json)| (id, WriterSchema::new(id, json, &schema)))
+            .collect();
+        AvroDecoder {
+            registry: None,
+            schema,
+            writers,
+        }
+    }
+
+    /// The registry's URL, for messages.
+    fn registry_url(&self) -> &str {
+        self.registry.as_ref().map_or("(none)", SchemaRegistry::url)
     }
 
     /// Fetches writer schema `id` if it is new; `Ok(false)` when the
@@ -110,10 +132,13 @@ impl AvroDecoder {
         if self.writers.contains_key(&id) {
             return Ok(true);
         }
-        let Some(found) = self.registry.schema_by_id(id)? else {
+        let Some(registry) = &self.registry else {
             return Ok(false);
         };
-        let url = self.registry.url();
+        let Some(found) = registry.schema_by_id(id)? else {
+            return Ok(false);
+        };
+        let url = registry.url();
         let writer = if found.schema_type != "AVRO" {
             Err(format!(
                 "schema id {id} in the registry at {url} is a {} schema, not Avro",
@@ -151,7 +176,7 @@ impl RecordDecoder for AvroDecoder {
                     } else if !self.fetch(id)? {
                         let message = format!(
                             "schema id {id} is not in the registry at {}",
-                            self.registry.url()
+                            self.registry_url()
                         );
                         unknown.insert(id, message.clone());
                         Err(message)
