@@ -30,7 +30,7 @@ pub async fn run(
             Ok(StatementResult::Rows { schema, batches }) => print_rows(format, &schema, &batches)?,
             Err(e) => {
                 engine.shutdown().await;
-                bail!("{}:{}: {e}", file.display(), statement.line);
+                bail!("{}:{}: {}", file.display(), statement.line, e.with_kind());
             }
         }
     }

@@ -19,12 +19,24 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
-    /// A source could not read or decode its input.
+    /// A source could not read its input: a file, a broker or a topic
+    /// that failed or is missing.
     #[error("stream '{stream}': {message}")]
     Source {
         /// The stream being read.
         stream: String,
-        /// What went wrong, naming the file, line or record.
+        /// What went wrong, naming the file, broker or topic.
+        message: String,
+    },
+
+    /// A record could not be decoded and the stream's `bad_data` is
+    /// `'fail'`.
+    #[error("stream '{stream}': {message}")]
+    BadRecord {
+        /// The stream being read.
+        stream: String,
+        /// What is wrong with the record, naming its file and line or its
+        /// partition and offset.
         message: String,
     },
 
@@ -77,11 +89,91 @@ pub enum Error {
     Arrow(#[from] arrow::error::ArrowError),
 }
 
+/// Whose move an error is: what a client, a shell or a script runner
+/// tells the person who ran the statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The statement, one of its options or the input data is at fault:
+    /// running it again fails the same way until the user changes it.
+    User,
+    /// Something outside the engine failed or is missing (a broker, a
+    /// store, the file system): the same statement may succeed later.
+    External,
+    /// The engine itself failed or found its own files damaged: a bug to
+    /// report, or a data dir to repair.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The word for the kind in messages: `user`, `external`, `internal`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::User => "user",
+            ErrorKind::External => "external",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl ErrorKind {
+    /// What messages of this kind start with (`unavailable`, `internal
+    /// error`); none for the user's own errors, which are the common case
+    /// and read as plain messages.
+    pub fn prefix(self) -> Option<&'static str> {
+        match self {
+            ErrorKind::User => None,
+            ErrorKind::External => Some("unavailable"),
+            ErrorKind::Internal => Some("internal error"),
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What an archive's error says when another instance of its job has
 /// committed past this one, which must then stop for good.
 pub(crate) const FENCED: &str = "another instance of the job has moved on";
 
 impl Error {
+    /// Whose move the error is.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Sql(fibers_sql::Error::DataFusion(e)) | Error::DataFusion(e) => {
+                datafusion_kind(e)
+            }
+            Error::Sql(_) | Error::Invalid(_) | Error::BadRecord { .. } => ErrorKind::User,
+            Error::Catalog(e) => match e {
+                fibers_catalog::Error::AlreadyExists { .. }
+                | fibers_catalog::Error::NotFound { .. }
+                | fibers_catalog::Error::InUse { .. } => ErrorKind::User,
+                fibers_catalog::Error::Store { .. } => ErrorKind::External,
+                fibers_catalog::Error::Corrupt { .. } => ErrorKind::Internal,
+            },
+            Error::Source { .. } | Error::Io { .. } | Error::FellBehind { .. } => {
+                ErrorKind::External
+            }
+            // A fenced instance or a table of another shape will not
+            // change by writing again.
+            Error::Archive { .. } if self.is_transient() => ErrorKind::External,
+            Error::Archive { .. } => ErrorKind::User,
+            Error::Arrow(e) => arrow_kind(e),
+        }
+    }
+
+    /// The message with its kind in front when it is not the user's:
+    /// `unavailable: ...` for an external failure, `internal error: ...`
+    /// for the engine's own. A plain message is the statement's to fix.
+    pub fn with_kind(&self) -> String {
+        match self.kind().prefix() {
+            Some(prefix) => format!("{prefix}: {self}"),
+            None => self.to_string(),
+        }
+    }
+
     /// Whether running again may succeed: the file system or an archive's
     /// store failed (a directory briefly unwritable, a store that did not
     /// answer). Statements, records, plans and a fenced instance fail the
@@ -136,5 +228,81 @@ impl Error {
     }
 }
 
+/// Whose move a DataFusion error is, from its innermost cause.
+fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
+    match e.find_root() {
+        DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::ResourcesExhausted(_) => ErrorKind::External,
+        DataFusionError::Internal(_) | DataFusionError::Substrait(_) => ErrorKind::Internal,
+        DataFusionError::ArrowError(e, _) => arrow_kind(e),
+        DataFusionError::External(e) => match e.downcast_ref::<Error>() {
+            Some(inner) => inner.kind(),
+            None => ErrorKind::External,
+        },
+        // Planning, schemas, unsupported features, configuration and
+        // execution over the user's data (a failed cast, an overflow).
+        _ => ErrorKind::User,
+    }
+}
+
+/// Whose move an Arrow error is.
+fn arrow_kind(e: &arrow::error::ArrowError) -> ErrorKind {
+    use arrow::error::ArrowError;
+    match e {
+        ArrowError::IoError(..) | ArrowError::ExternalError(_) => ErrorKind::External,
+        ArrowError::MemoryError(_) => ErrorKind::External,
+        _ => ErrorKind::User,
+    }
+}
+
 /// Result of engine operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_says_whose_move_it_is() {
+        let user = Error::invalid("column 'x' not found");
+        assert_eq!(user.kind(), ErrorKind::User);
+        assert_eq!(user.with_kind(), "column 'x' not found");
+
+        let bad = Error::BadRecord {
+            stream: "t".into(),
+            message: "trades.jsonl line 2: expected a number".into(),
+        };
+        assert_eq!(bad.kind(), ErrorKind::User);
+
+        let down = Error::Source {
+            stream: "t".into(),
+            message: "topic 'trades' at 'kafka:9092': broker transport failure".into(),
+        };
+        assert_eq!(down.kind(), ErrorKind::External);
+        assert_eq!(
+            down.with_kind(),
+            "unavailable: stream 't': topic 'trades' at 'kafka:9092': broker transport failure"
+        );
+
+        let overflow = Error::Arrow(arrow::error::ArrowError::ArithmeticOverflow(
+            "Overflow happened on: 9223372036854775807 + 1".into(),
+        ));
+        assert_eq!(overflow.kind(), ErrorKind::User);
+
+        let bug = Error::DataFusion(DataFusionError::Internal("lost a column".into()));
+        assert_eq!(bug.kind(), ErrorKind::Internal);
+        assert!(bug.with_kind().starts_with("internal error: "));
+
+        let store = Error::DataFusion(DataFusionError::Context(
+            "writing the archive".into(),
+            Box::new(DataFusionError::IoError(std::io::Error::other("disk full"))),
+        ));
+        assert_eq!(store.kind(), ErrorKind::External);
+
+        let wrapped = Error::DataFusion(DataFusionError::External(Box::new(Error::invalid(
+            "no such stream",
+        ))));
+        assert_eq!(wrapped.kind(), ErrorKind::User);
+    }
+}

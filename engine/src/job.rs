@@ -316,7 +316,7 @@ async fn run(
                 stop.requested.store(false, Ordering::SeqCst);
                 metrics.set_health(None);
             }
-            Err((e, w)) => break (JobState::Failed(e.to_string()), w),
+            Err((e, w)) => break (JobState::Failed(e.with_kind()), w),
         }
     };
     if let JobState::Failed(e) = &final_state {

@@ -1,6 +1,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use fibers_engine::ErrorKind;
 use tonic::Status;
 
 /// Errors of the Flight SQL service. They become a [`tonic::Status`] only
@@ -79,10 +80,14 @@ impl From<Error> for Status {
             Error::Engine(fibers_engine::Error::FellBehind { .. }) => {
                 Status::resource_exhausted(error.to_string())
             }
-            // A bad statement is the client's to fix; the server lives on.
-            Error::Engine(_) | Error::InvalidRequest(_) => {
-                Status::invalid_argument(error.to_string())
-            }
+            // A bad statement is the client's to fix; a broker or store
+            // that failed may answer later; the rest is the server's bug.
+            Error::Engine(ref e) => match e.kind() {
+                ErrorKind::User => Status::invalid_argument(error.to_string()),
+                ErrorKind::External => Status::unavailable(error.to_string()),
+                ErrorKind::Internal => Status::internal(error.to_string()),
+            },
+            Error::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
             // The rest happen at start-up or are the server's fault.
             Error::Encode(_)
             | Error::Listen { .. }
@@ -103,3 +108,29 @@ impl From<arrow::error::ArrowError> for Error {
 
 /// Result of Flight SQL service operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(error: fibers_engine::Error) -> tonic::Code {
+        Status::from(Error::Engine(error)).code()
+    }
+
+    #[test]
+    fn each_kind_of_engine_error_has_its_own_code() {
+        assert_eq!(
+            code(fibers_engine::Error::invalid("no such column")),
+            tonic::Code::InvalidArgument
+        );
+        let down = fibers_engine::Error::Io {
+            path: "/data/trades".into(),
+            source: std::io::Error::other("the disk went away"),
+        };
+        assert_eq!(code(down), tonic::Code::Unavailable);
+        let bug = fibers_engine::Error::DataFusion(datafusion::error::DataFusionError::Internal(
+            "a plan lost its input".into(),
+        ));
+        assert_eq!(code(bug), tonic::Code::Internal);
+    }
+}

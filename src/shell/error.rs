@@ -32,10 +32,19 @@ pub enum Error {
         reason: String,
     },
 
-    /// The server refused or failed a request; the message is the
-    /// server's own, without gRPC's decoration.
+    /// The server refused a request: the statement is at fault. The
+    /// message is the server's own, without gRPC's decoration.
     #[error("{0}")]
     Server(String),
+
+    /// The server could not reach what a request needs (a broker, a
+    /// store): the same statement may succeed later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+
+    /// The server failed on its own: a bug to report.
+    #[error("internal error: {0}")]
+    Internal(String),
 
     /// A backslash command was misused (unknown command, bad argument,
     /// unknown object).
@@ -99,13 +108,23 @@ impl Error {
 
 impl From<FlightError> for Error {
     fn from(error: FlightError) -> Self {
-        Error::Server(server_message(error))
+        match error {
+            FlightError::Tonic(status) => Error::from(*status),
+            other => Error::Server(server_message(other)),
+        }
     }
 }
 
 impl From<tonic::Status> for Error {
+    /// The status code says whose move it is (the server maps the
+    /// engine's error kinds onto codes).
     fn from(status: tonic::Status) -> Self {
-        Error::Server(status_message(&status))
+        let message = status_message(&status);
+        match status.code() {
+            tonic::Code::Unavailable => Error::Unavailable(message),
+            tonic::Code::Internal | tonic::Code::DataLoss => Error::Internal(message),
+            _ => Error::Server(message),
+        }
     }
 }
 
@@ -159,6 +178,20 @@ mod tests {
         assert_eq!(
             status_message(&bare),
             "Operation is not implemented or not supported"
+        );
+    }
+
+    #[test]
+    fn says_whose_move_an_error_is() {
+        let down = tonic::Status::unavailable("stream 't': topic 'trades' at 'kafka:9092': down");
+        assert_eq!(
+            Error::from(down).to_string(),
+            "unavailable: stream 't': topic 'trades' at 'kafka:9092': down"
+        );
+        let bug = tonic::Status::internal("a plan lost its input");
+        assert_eq!(
+            Error::from(bug).to_string(),
+            "internal error: a plan lost its input"
         );
     }
 

@@ -138,6 +138,14 @@ impl FileSource {
         }
     }
 
+    /// The error of a record (or header) that does not decode.
+    fn bad_record(&self, message: String) -> Error {
+        Error::BadRecord {
+            stream: self.stream.clone(),
+            message,
+        }
+    }
+
     fn open_next(&mut self) -> Result<bool> {
         let Some(path) = self.files.next() else {
             return Ok(false);
@@ -165,7 +173,7 @@ impl FileSource {
                 .map_err(|e| self.error(e))?;
             self.file_decoder = self
                 .header_order(&open.label, &header)
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.bad_record(e))?;
         }
         let skip = std::mem::take(&mut self.skip_lines);
         let mut skipped = Vec::new();
@@ -289,7 +297,7 @@ impl FileSource {
                     // Every record before the first bad one decoded.
                     batch = batch.slice(0, *i);
                     through = Some(lines[*i] - 1);
-                    self.failure = Some(self.error(format!(
+                    self.failure = Some(self.bad_record(format!(
                         "{label} line {}: {e} (set bad_data = 'drop' to skip malformed records)",
                         lines[*i]
                     )));

@@ -188,6 +188,14 @@ impl KafkaSource {
         }
     }
 
+    /// The error of a record that does not decode.
+    fn bad_record(&self, message: String) -> Error {
+        Error::BadRecord {
+            stream: self.stream.clone(),
+            message,
+        }
+    }
+
     /// Finds the topic's partitions, decides where each starts (and, for
     /// a bounded read, ends) and assigns them. `Ok(false)` when the
     /// brokers cannot be reached (to be retried); an error when they
@@ -510,7 +518,7 @@ impl KafkaSource {
                         k.iter().take_while(|&&i| (i as usize) < *first).count()
                     });
                     batch = batch.slice(0, before);
-                    self.failure = Some(self.error(format!(
+                    self.failure = Some(self.bad_record(format!(
                         "topic '{}' partition {partition} offset {}: {e} (set bad_data = 'drop' \
                          or 'dead_letter' to skip malformed records)",
                         self.config.topic, buffer.offsets[*first]
