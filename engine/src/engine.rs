@@ -10,8 +10,8 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
 use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
 use fibers_sql::{
-    CreateQuery, CreateStream, ParsedStatement, RestartFrom, SqlLimits, Statement, StreamInfo,
-    StreamResolver, SubscribeFrom, plan_continuous_query,
+    ContinuousQuery, CreateQuery, CreateStream, ParsedStatement, RestartFrom, SqlLimits, Statement,
+    StreamInfo, StreamResolver, SubscribeFrom, plan_continuous_query,
 };
 use tokio::sync::{Mutex, watch};
 
@@ -101,13 +101,21 @@ impl Objects {
     }
 }
 
-impl StreamResolver for Objects {
+/// Continuous queries are planned against a [`Readable`] copy of the
+/// objects, taken under the lock and planned without it.
+impl StreamResolver for Readable {
     fn stream(&self, name: &str) -> Option<StreamInfo> {
         self.streams.get(name).map(|s| s.info())
     }
 
     fn kind_of(&self, name: &str) -> Option<ObjectKind> {
-        Objects::kind_of(self, name)
+        if self.streams.contains_key(name) {
+            Some(ObjectKind::Stream)
+        } else if self.tables.contains_key(name) {
+            Some(ObjectKind::Table)
+        } else {
+            self.outputs.get(name).map(|output| output.kind)
+        }
     }
 
     fn input_table(&self, stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
@@ -150,6 +158,11 @@ pub struct Engine {
     config: EngineConfig,
     catalog: Arc<Catalog>,
     objects: Mutex<Objects>,
+    /// Names with a statement in flight that holds no lock while it waits
+    /// (a job being planned, started, stopped or restarted), and what is
+    /// happening to each: another statement on the same name is refused
+    /// meanwhile, while statements on other objects go on.
+    busy: Arc<BusyNames>,
     /// Where jobs keep their checkpoints: the store, its root and its URL.
     checkpoint_store: (
         Arc<dyn object_store::ObjectStore>,
@@ -177,6 +190,7 @@ impl Engine {
             catalog,
             checkpoint_store,
             objects: Mutex::new(Objects::default()),
+            busy: Arc::default(),
             closing: watch::Sender::new(false),
             _lock: lock,
         };
@@ -253,7 +267,8 @@ impl Engine {
                     .catalog
                     .job(&def.name)?
                     .is_none_or(|job| job.status.resumes());
-                self.add_output(def.kind, &create, None, resume).await?;
+                let planned = self.prepare_output(def.kind, &create).await?;
+                self.start_output(planned, None, resume, None).await?;
             }
             _ => {}
         }
@@ -539,6 +554,7 @@ impl Engine {
     }
 
     async fn create_stream(&self, create: &CreateStream, sql: &str) -> Result<StatementResult> {
+        self.check_idle(&create.name)?;
         let mut objects = self.objects.lock().await;
         if let Some(kind) = objects.kind_of(&create.name) {
             if create.if_not_exists {
@@ -567,6 +583,7 @@ impl Engine {
 
     async fn create_table(&self, create: &CreateStream, sql: &str) -> Result<StatementResult> {
         let done = || Ok(StatementResult::Done("CREATE TABLE".into()));
+        let _busy = self.reserve(&create.name, "being created")?;
         if let Some(kind) = self.objects.lock().await.kind_of(&create.name) {
             if create.if_not_exists {
                 return done();
@@ -614,48 +631,30 @@ impl Engine {
             ObjectKind::View => "CREATE MATERIALIZED VIEW",
             _ => "CREATE SINK",
         };
-        {
-            let objects = self.objects.lock().await;
-            if let Some(existing) = objects.kind_of(&create.name) {
-                if create.if_not_exists {
-                    return Ok(StatementResult::Done(done.into()));
-                }
-                return Err(fibers_catalog::Error::AlreadyExists {
-                    kind: existing,
-                    name: create.name.clone(),
-                }
-                .into());
+        let _busy = self.reserve(&create.name, "being created")?;
+        if let Some(existing) = self.objects.lock().await.kind_of(&create.name) {
+            if create.if_not_exists {
+                return Ok(StatementResult::Done(done.into()));
             }
+            return Err(fibers_catalog::Error::AlreadyExists {
+                kind: existing,
+                name: create.name.clone(),
+            }
+            .into());
         }
-        self.add_output(kind, create, Some(sql), true).await?;
+        let prepared = self.prepare_output(kind, create).await?;
+        self.start_output(prepared, Some(sql), true, None).await?;
         Ok(StatementResult::Done(done.into()))
     }
 
-    /// Plans a view or sink, creates its archive and starts its job.
-    ///
-    /// A new definition (`sql` given) is stored in the catalog before its
-    /// job starts, since the job records its state there. A restored one
-    /// (`sql` = None) starts only if `start`.
-    async fn add_output(
+    /// Plans a view or sink and creates its archive, holding the objects'
+    /// lock only to copy what the plan reads: planning and the archive's
+    /// I/O do not hold up statements on other objects.
+    async fn prepare_output(
         &self,
         kind: ObjectKind,
         create: &CreateQuery,
-        sql: Option<&str>,
-        start: bool,
-    ) -> Result<()> {
-        self.add_output_replaying(kind, create, sql, start, None)
-            .await
-    }
-
-    /// Like [`Engine::add_output`], starting the job with a replay.
-    async fn add_output_replaying(
-        &self,
-        kind: ObjectKind,
-        create: &CreateQuery,
-        sql: Option<&str>,
-        start: bool,
-        replay: Option<Replay>,
-    ) -> Result<()> {
+    ) -> Result<PlannedOutput> {
         let (owner, format_key) = match kind {
             ObjectKind::View => ("view", "archive"),
             _ => ("sink", "connector"),
@@ -673,34 +672,101 @@ impl Engine {
         valid.extend_from_slice(archive.valid_options());
         options.finish(&format!("{owner} '{}'", create.name), &valid)?;
 
-        let mut objects = self.objects.lock().await;
-        let query = plan_continuous_query(&create.name, &create.query, &*objects).await?;
-        let mut streams = Vec::with_capacity(query.inputs.len());
-        for input in &query.inputs {
-            streams.push(
-                objects
-                    .streams
-                    .get(&input.stream)
+        let readable = self.objects.lock().await.readable();
+        let query = plan_continuous_query(&create.name, &create.query, &readable).await?;
+        let inputs =
+            query
+                .inputs
+                .iter()
+                .map(|input| {
+                    readable.streams.get(&input.stream).cloned().ok_or_else(|| {
+                        Error::invalid(format!("stream '{}' not found", input.stream))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+        let tables = query
+            .tables
+            .iter()
+            .map(|name| {
+                readable
+                    .tables
+                    .get(name)
                     .cloned()
-                    .ok_or_else(|| Error::invalid(format!("table '{}' not found", input.stream)))?,
-            );
-        }
+                    .ok_or_else(|| Error::invalid(format!("table '{name}' not found")))
+            })
+            .collect::<Result<Vec<_>>>()?;
         // A join of two streams reads both as one.
-        let stream = match streams.as_slice() {
+        let stream = match inputs.as_slice() {
             [one] => Arc::clone(one),
             [first, second] => Arc::new(StreamDef::union(first, second)?),
             _ => return Err(Error::invalid(format!("'{}' reads no stream", create.name))),
         };
         let schema = query.output_schema();
         archive.create(&create.name, &schema).await?;
-        let feed = Arc::new(Feed::new(
-            &create.name,
-            crate::archive::archive_schema(&schema),
-            archive.readable(),
-        ));
+        Ok(PlannedOutput {
+            kind,
+            name: create.name.clone(),
+            query,
+            stream,
+            inputs,
+            tables,
+            archive,
+            schema,
+        })
+    }
+
+    /// Registers a prepared view or sink and, if `start`, starts its job
+    /// (with `replay`, for a RESTART). A new definition (`sql` given) is
+    /// stored in the catalog before its job starts, since the job records
+    /// its state there.
+    async fn start_output(
+        &self,
+        prepared: PlannedOutput,
+        sql: Option<&str>,
+        start: bool,
+        replay: Option<Replay>,
+    ) -> Result<()> {
+        let PlannedOutput {
+            kind,
+            name,
+            query,
+            stream,
+            inputs,
+            tables,
+            archive,
+            schema,
+        } = prepared;
+        let mut objects = self.objects.lock().await;
+        // What the plan read may have been dropped or replaced while it
+        // was planned without the lock.
+        for (input, planned) in query.inputs.iter().zip(&inputs) {
+            if !objects
+                .streams
+                .get(&input.stream)
+                .is_some_and(|now| Arc::ptr_eq(now, planned))
+            {
+                return Err(changed_meanwhile("stream", &input.stream, &name));
+            }
+        }
+        for (table, planned) in query.tables.iter().zip(&tables) {
+            if !objects
+                .tables
+                .get(table)
+                .is_some_and(|now| Arc::ptr_eq(now, planned))
+            {
+                return Err(changed_meanwhile("table", table, &name));
+            }
+        }
         if let Some(sql) = sql {
+            if let Some(existing) = objects.kind_of(&name) {
+                return Err(fibers_catalog::Error::AlreadyExists {
+                    kind: existing,
+                    name,
+                }
+                .into());
+            }
             self.catalog.create(&Definition {
-                name: create.name.clone(),
+                name: name.clone(),
                 kind,
                 sql: sql.to_string(),
                 depends_on: query
@@ -713,8 +779,13 @@ impl Engine {
                 created_at: now(),
             })?;
         }
+        let feed = Arc::new(Feed::new(
+            &name,
+            crate::archive::archive_schema(&schema),
+            archive.readable(),
+        ));
         objects.outputs.insert(
-            create.name.clone(),
+            name.clone(),
             Output {
                 kind,
                 archive: archive.clone(),
@@ -723,9 +794,9 @@ impl Engine {
             },
         );
         if start {
-            let checkpoints = self.job_checkpoints(&create.name, &archive);
+            let checkpoints = self.job_checkpoints(&name, &archive);
             let job = JobHandle::start(JobSpec {
-                name: create.name.clone(),
+                name: name.clone(),
                 stream,
                 query,
                 archive,
@@ -735,16 +806,20 @@ impl Engine {
                 checkpoints,
                 replay,
             });
-            objects.jobs.insert(create.name.clone(), job);
+            objects.jobs.insert(name, job);
         }
         Ok(())
     }
 
     /// `ALTER MATERIALIZED VIEW | SINK name RESTART FROM ...`: stops the
     /// job (its last checkpoint commits what it emitted), discards its
-    /// state, and starts it again reading its stream from `from`. A view's
+    /// state, and starts it again reading its streams from `from`. A view's
     /// archive is rewritten for the replayed windows: each commit of the
     /// replay replaces the windows it covers, in one Delta commit.
+    ///
+    /// The new job is planned, and every stream it reads is checked for the
+    /// replay, before the old job stops: a RESTART that cannot run leaves
+    /// the old job running.
     async fn restart(
         &self,
         kind: ObjectKind,
@@ -789,20 +864,18 @@ impl Engine {
                     })?,
             ),
         };
-        let mut objects = self.objects.lock().await;
-        let output = objects
+        let _busy = self.reserve(name, "restarting")?;
+        let output = self
+            .objects
+            .lock()
+            .await
             .outputs
             .get(name)
             .cloned()
             .ok_or_else(|| missing_object(name))?;
-        let source = definition.depends_on.first().cloned().unwrap_or_default();
-        let stream = objects
-            .streams
-            .get(&source)
-            .cloned()
-            .ok_or_else(|| Error::invalid(format!("stream '{source}' of '{name}' is gone")))?;
-        // Refuse before anything stops.
-        stream.replaying(from)?;
+        let prepared = self.prepare_output(kind, &create).await?;
+        // Every stream it reads (both of a join's) must replay from there.
+        prepared.stream.replaying(from)?;
         let windowed = output.schema.index_of(fibers_sql::WINDOW_START).is_ok();
         if let ReplayFrom::Timestamp(_) = from
             && !windowed
@@ -822,8 +895,10 @@ impl Engine {
             )));
         }
         // The job's last checkpoint commits what it emitted; the windows
-        // committed so far are what the replay replaces.
-        if let Some(mut job) = objects.jobs.remove(name) {
+        // committed so far are what the replay replaces. It stops without
+        // the lock: other statements go on meanwhile.
+        let old_job = self.objects.lock().await.jobs.remove(name);
+        if let Some(mut job) = old_job {
             job.stop().await;
         }
         let old = self.catalog.job(name)?;
@@ -857,8 +932,6 @@ impl Engine {
             },
             rewrite,
         };
-        objects.outputs.remove(name);
-        drop(objects);
         let store = self.checkpoints_of(name);
         store.delete_all().await?;
         // Kept until the first checkpoint, so a crash before it restarts
@@ -874,7 +947,7 @@ impl Engine {
             committed_watermark: None,
             counters: Default::default(),
         })?;
-        self.add_output_replaying(kind, &create, None, true, Some(replay))
+        self.start_output(prepared, None, true, Some(replay))
             .await?;
         Ok(StatementResult::Done(done.into()))
     }
@@ -900,6 +973,42 @@ impl Engine {
         }
     }
 
+    /// Reserves `name` for a statement that waits without the objects'
+    /// lock (`doing` says what it does, for the error another statement on
+    /// the name gets meanwhile); released when the guard drops, also when
+    /// the statement is cancelled.
+    fn reserve(&self, name: &str, doing: &'static str) -> Result<Busy> {
+        let mut busy = lock_busy(&self.busy);
+        if let Some(other) = busy.get(name) {
+            return Err(Error::invalid(format!(
+                "'{name}' is {other}; run the statement again once that has finished"
+            )));
+        }
+        busy.insert(name.to_string(), doing);
+        Ok(Busy {
+            names: Arc::clone(&self.busy),
+            name: name.to_string(),
+        })
+    }
+
+    /// Refuses a statement on `name` while another one on it is in flight.
+    fn check_idle(&self, name: &str) -> Result<()> {
+        drop(self.reserve(name, "")?);
+        Ok(())
+    }
+
+    /// The objects whose definitions read `name`, in the order they were
+    /// created.
+    fn readers_of(&self, name: &str) -> Result<Vec<(ObjectKind, String)>> {
+        Ok(self
+            .catalog
+            .list(None)?
+            .into_iter()
+            .filter(|d| d.depends_on.iter().any(|dep| dep == name))
+            .map(|d| (d.kind, d.name))
+            .collect())
+    }
+
     async fn drop_object(
         &self,
         kind: ObjectKind,
@@ -912,6 +1021,7 @@ impl Engine {
             ObjectKind::Sink => "DROP SINK",
             ObjectKind::Table => "DROP TABLE",
         };
+        let _busy = self.reserve(name, "being dropped")?;
         let mut objects = self.objects.lock().await;
         if objects.kind_of(name) != Some(kind) {
             if if_exists {
@@ -923,28 +1033,43 @@ impl Engine {
             }
             .into());
         }
-        if objects.unavailable.remove(name).is_some() {
-            self.catalog.drop_object(kind, name)?;
-            if matches!(kind, ObjectKind::View | ObjectKind::Sink) {
-                self.checkpoints_of(name).delete_all().await?;
+        // Refused before anything stops.
+        let used_by = self.readers_of(name)?;
+        if !used_by.is_empty() {
+            return Err(fibers_catalog::Error::InUse {
+                kind,
+                name: name.to_string(),
+                used_by,
             }
-        } else if kind == ObjectKind::Stream {
-            self.catalog.drop_object(kind, name)?;
-            objects.streams.remove(name);
-        } else if kind == ObjectKind::Table {
-            self.catalog.drop_object(kind, name)?;
-            objects.tables.remove(name);
-        } else {
-            // Stop first, so the job's last commit lands before the
-            // definition (and its job record) disappear.
-            if let Some(mut job) = objects.jobs.remove(name) {
-                job.stop().await;
+            .into());
+        }
+        let job = objects.jobs.remove(name);
+        let unavailable = objects.unavailable.contains_key(name);
+        match kind {
+            ObjectKind::Stream | ObjectKind::Table => {
+                self.catalog.drop_object(kind, name)?;
+                objects.streams.remove(name);
+                objects.tables.remove(name);
+                objects.unavailable.remove(name);
+                return Ok(StatementResult::Done(done.into()));
             }
-            self.catalog.drop_object(kind, name)?;
-            // A view re-created under this name is a new job: it must not
-            // resume this one's state.
-            self.checkpoints_of(name).delete_all().await?;
-            objects.outputs.remove(name);
+            ObjectKind::View | ObjectKind::Sink => {}
+        }
+        // A view or sink stops first, without the lock (its final
+        // checkpoint may take a while), so the job's last commit lands
+        // before the definition (and its job record) disappear.
+        drop(objects);
+        if let Some(mut job) = job {
+            job.stop().await;
+        }
+        self.catalog.drop_object(kind, name)?;
+        // A view re-created under this name is a new job: it must not
+        // resume this one's state.
+        self.checkpoints_of(name).delete_all().await?;
+        let mut objects = self.objects.lock().await;
+        objects.outputs.remove(name);
+        if unavailable {
+            objects.unavailable.remove(name);
         }
         Ok(StatementResult::Done(done.into()))
     }
@@ -1028,14 +1153,61 @@ impl Engine {
             .collect()
     }
 
-    /// Stops every job after committing what it has emitted.
+    /// Stops every job after committing what it has emitted. The jobs
+    /// stop side by side, without the objects' lock.
     pub async fn shutdown(&self) {
         self.close_subscriptions();
-        let mut objects = self.objects.lock().await;
-        for job in objects.jobs.values_mut() {
-            job.stop().await;
-        }
+        let mut jobs = std::mem::take(&mut self.objects.lock().await.jobs);
+        futures::future::join_all(jobs.values_mut().map(JobHandle::stop)).await;
+        // Kept, so that `failures` reports the jobs that failed.
+        self.objects.lock().await.jobs.append(&mut jobs);
     }
+}
+
+/// A view or sink planned and its archive created, ready to start.
+struct PlannedOutput {
+    kind: ObjectKind,
+    name: String,
+    query: ContinuousQuery,
+    /// What the job reads: its stream, or a join's two streams as one.
+    stream: Arc<StreamDef>,
+    /// The streams and reference tables it was planned against, in the
+    /// order of the query's inputs and tables: when it starts, they must
+    /// still be the objects of those names.
+    inputs: Vec<Arc<StreamDef>>,
+    tables: Vec<Arc<ReferenceTable>>,
+    archive: ArchiveConfig,
+    schema: SchemaRef,
+}
+
+/// Names with a statement in flight, and what it does to each.
+type BusyNames = std::sync::Mutex<BTreeMap<String, &'static str>>;
+
+/// A name reserved in [`Engine::busy`], released when dropped.
+struct Busy {
+    names: Arc<BusyNames>,
+    name: String,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        lock_busy(&self.names).remove(&self.name);
+    }
+}
+
+fn lock_busy(names: &BusyNames) -> std::sync::MutexGuard<'_, BTreeMap<String, &'static str>> {
+    // A plain map, changed by single inserts and removes: a panic
+    // elsewhere cannot leave it half-changed.
+    names.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error of a view or sink whose `what` `name` was dropped or
+/// replaced while `output` was planned.
+fn changed_meanwhile(what: &str, name: &str, output: &str) -> Error {
+    Error::invalid(format!(
+        "{what} '{name}' was dropped or replaced while '{output}' was planned; run the \
+         statement again"
+    ))
 }
 
 fn missing_object(name: &str) -> Error {

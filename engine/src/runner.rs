@@ -11,8 +11,8 @@ use fibers_sql::{Statement, plan_continuous_query};
 
 use crate::connector::union::{Widener, to_union};
 use crate::connector::{Poll, StreamDef};
-use crate::engine::Objects;
 use crate::operator::{self, Operator};
+use crate::query::Readable;
 use crate::watermark::PartitionWatermarks;
 use crate::{Error, Result};
 
@@ -56,7 +56,7 @@ impl QueryRunner {
     /// the rows). The query may join two of the streams.
     pub async fn from_script(script: &str) -> Result<Self> {
         let statements = fibers_sql::parse_script(script)?;
-        let mut objects = Objects::default();
+        let mut objects = Readable::default();
         let mut query = None;
         for parsed in &statements {
             if query.is_some() {

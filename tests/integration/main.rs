@@ -21,5 +21,6 @@ mod run_cli;
 mod server;
 mod shell;
 mod starved;
+mod statements;
 mod subscribe;
 mod terminal;

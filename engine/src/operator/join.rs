@@ -475,8 +475,8 @@ mod tests {
     use super::*;
     use crate::checkpoint::{decode_ipc, encode_ipc};
     use crate::connector::{Poll, StreamDef};
-    use crate::engine::Objects;
     use crate::operator::{Operator, build};
+    use crate::query::Readable;
 
     const DELAY_NANOS: i64 = 200_000_000;
     const BASE_MS: i64 = 1_704_067_200_000;
@@ -570,7 +570,7 @@ mod tests {
             };
             defs.push(Arc::new(StreamDef::resolve(create, dir).unwrap()));
         }
-        let mut objects = Objects::default();
+        let mut objects = Readable::default();
         for def in &defs {
             objects.streams.insert(def.name.clone(), Arc::clone(def));
         }
