@@ -41,6 +41,15 @@ else
   export RUSTC_BOOTSTRAP=1
 fi
 
+# C libraries built by cc-rs (zlib, zstd) pick the sanitizer up from the
+# Rust flags; librdkafka's configure links its checks against them, so it
+# needs the same flag or every check fails and the build stops.
+if [ "$sanitizer" = address ]; then
+  export CFLAGS="${CFLAGS:+$CFLAGS }-fsanitize=address" \
+    CXXFLAGS="${CXXFLAGS:+$CXXFLAGS }-fsanitize=address" \
+    LDFLAGS="${LDFLAGS:+$LDFLAGS }-fsanitize=address"
+fi
+
 flag="${toolchain[*]:-}"
 for target in "${targets[@]}"; do
   cargo $flag fuzz build --sanitizer "$sanitizer" "$target" 2>&1 | grep -v '^ *Compiling' >&2 || true

@@ -554,8 +554,14 @@ pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<
 
 /// The batches of an Arrow IPC file.
 pub(crate) fn decode_ipc(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
-    let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)?;
-    Ok(reader.collect::<std::result::Result<Vec<_>, _>>()?)
+    let decoded = crate::error::catch_decoder_panic(|| {
+        let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)?;
+        reader.collect::<std::result::Result<Vec<_>, _>>()
+    });
+    match decoded {
+        Ok(batches) => Ok(batches?),
+        Err(panic) => Err(Error::invalid(format!("damaged Arrow IPC data: {panic}"))),
+    }
 }
 
 /// A fingerprint of a plan's text, stable across runs of one build.

@@ -228,6 +228,23 @@ impl Error {
     }
 }
 
+/// Runs `decode` over bytes from outside this process (a checkpoint file,
+/// a client's ticket), turning a panic into `Err` with its message: Arrow's
+/// IPC reader panics on some damaged buffers instead of returning an error,
+/// and damaged input must never take the process down.
+pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(panic_message)
+}
+
+/// The message a panic was raised with.
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 /// Whose move a DataFusion error is, from its innermost cause.
 fn datafusion_kind(e: &DataFusionError) -> ErrorKind {
     match e.find_root() {

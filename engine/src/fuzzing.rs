@@ -119,3 +119,64 @@ pub fn parameter_values(
 ) -> Result<Vec<datafusion::scalar::ScalarValue>> {
     crate::engine::parameter_values(parameters)
 }
+
+/// Inputs the fuzz targets found crashing, run again through the same
+/// entry points (`fuzz/regressions/<target>/`).
+#[cfg(test)]
+mod regressions {
+    use super::*;
+
+    /// Splits a `checkpoint` target input as the target does: a
+    /// little-endian u16 length, the manifest, then the state file.
+    fn split(data: &[u8]) -> (&[u8], &[u8]) {
+        match data.split_first_chunk::<2>() {
+            Some((length, rest)) => {
+                let length = usize::from(u16::from_le_bytes(*length)).min(rest.len());
+                rest.split_at(length)
+            }
+            None => (data, &[][..]),
+        }
+    }
+
+    /// A state file whose Arrow IPC buffer points past its body made
+    /// arrow's reader panic; recovery must see a damaged checkpoint.
+    #[tokio::test]
+    async fn a_state_file_with_a_buffer_past_its_body_is_an_error() {
+        let data = include_bytes!("../../fuzz/regressions/checkpoint/ipc-buffer-past-its-body");
+        let (manifest, state) = split(data);
+        let error = read_checkpoint(manifest, state)
+            .await
+            .expect_err("a damaged state file");
+        assert!(
+            error.to_string().contains("damaged Arrow IPC data"),
+            "{error}"
+        );
+    }
+
+    /// An empty record next to a record of two values: both are bad, alone
+    /// or together (the `json_records` target's property).
+    #[test]
+    fn a_blank_record_beside_two_values_is_isolated() {
+        let data = include_bytes!("../../fuzz/regressions/json_records/blank-beside-two-values");
+        let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+            arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
+            arrow::datatypes::Field::new("sym", arrow::datatypes::DataType::Utf8, true),
+        ]));
+        let records: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+        let together = decode_text(TextFormat::Json, Arc::clone(&schema), &records).unwrap();
+        let alone: Vec<usize> = records
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| {
+                !decode_text(TextFormat::Json, Arc::clone(&schema), &[r])
+                    .unwrap()
+                    .bad
+                    .is_empty()
+            })
+            .map(|(i, _)| i)
+            .collect();
+        let bad: Vec<usize> = together.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, alone);
+        assert_eq!(together.batch.num_rows() + bad.len(), records.len());
+    }
+}

@@ -747,7 +747,7 @@ async fn run_job(
     let outcome = match source_thread.await {
         Err(e) if e.is_panic() => Err(Error::invalid(format!(
             "the source failed: {}",
-            panic_message(e.into_panic())
+            crate::error::panic_message(e.into_panic())
         ))),
         _ => outcome,
     };
@@ -1046,14 +1046,6 @@ fn windows_from(batch: RecordBatch, start: i64) -> Result<RecordBatch> {
     let threshold = TimestampNanosecondArray::new_scalar(start);
     let keep = arrow::compute::kernels::cmp::gt_eq(&starts, &threshold)?;
     Ok(arrow::compute::filter_record_batch(&batch, &keep)?)
-}
-
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }
 
 pub(crate) fn now_nanos() -> i64 {

@@ -45,3 +45,22 @@ fn bind(statement: &Statement) -> Result<()> {
     fibers_engine::fuzzing::parameter_values(statement.parameters.as_ref())?;
     Ok(())
 }
+
+/// Inputs the `flight_ticket` target found crashing, run again through the
+/// same entry point (`fuzz/regressions/flight_ticket/`).
+#[cfg(test)]
+mod regressions {
+    /// Parameters whose Arrow IPC buffer points past the message body made
+    /// arrow's reader panic; the ticket is refused like any foreign one.
+    #[test]
+    fn parameters_with_a_buffer_past_the_body_are_refused() {
+        for data in [
+            &include_bytes!("../../fuzz/regressions/flight_ticket/ipc-buffer-past-its-body-1")[..],
+            &include_bytes!("../../fuzz/regressions/flight_ticket/ipc-buffer-past-its-body-2")[..],
+        ] {
+            assert!(super::read_ticket(data).is_ok());
+            assert!(crate::ticket::StatementTicket::decode(data).is_err());
+            assert!(crate::ticket::decode_prepared(data).is_err());
+        }
+    }
+}

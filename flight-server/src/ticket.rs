@@ -77,10 +77,16 @@ impl Statement {
         let parameters = if parameters.is_empty() {
             None
         } else {
-            let mut reader =
-                StreamReader::try_new(Cursor::new(parameters), None).map_err(|_| foreign())?;
-            match reader.next() {
-                Some(Ok(batch)) => Some(batch),
+            // Arrow's reader can panic on damaged buffers: a forged
+            // ticket is refused like any other.
+            let first = fibers_engine::catch_decoder_panic(|| {
+                StreamReader::try_new(Cursor::new(parameters), None)
+                    .ok()?
+                    .next()?
+                    .ok()
+            });
+            match first {
+                Ok(Some(batch)) => Some(batch),
                 _ => return Err(foreign()),
             }
         };

@@ -15,6 +15,7 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 
 fuzz_target!(|data: &[u8]| {
+    fibers_fuzz::tolerate_caught_panics();
     let (manifest, state) = match data.split_first_chunk::<2>() {
         Some((length, rest)) => {
             let length = usize::from(u16::from_le_bytes(*length)).min(rest.len());

@@ -8,6 +8,17 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::util::pretty::pretty_format_batches;
 use fibers_engine::fuzzing::Decoded;
 
+/// Lets a panic the code under test catches itself (a third-party decoder
+/// that panics on damaged input, turned into an error) pass: libFuzzer's
+/// hook would abort on it as on any other. A panic nothing catches still
+/// reaches the harness, which aborts: that is still a find.
+pub fn tolerate_caught_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| eprintln!("{info}")));
+    });
+}
+
 /// The columns of the stream the records are read into: one of each kind
 /// of column a stream can declare, `id` NOT NULL.
 pub fn stream_schema() -> SchemaRef {

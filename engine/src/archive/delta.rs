@@ -157,6 +157,22 @@ impl DeltaWriter {
     }
 }
 
+/// How many times a commit that lost a race with another instance of its
+/// job is claimed and tried again.
+const CONFLICT_RETRIES: u32 = 3;
+
+/// Whether a commit failed because a concurrent commit carried a
+/// transaction of the same application (another instance of the job).
+fn is_concurrent_transaction(e: &DeltaTableError) -> bool {
+    use deltalake::kernel::transaction::{CommitConflictError, TransactionError};
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::ConcurrentTransaction)
+        }
+    )
+}
+
 impl DeltaWriter {
     /// Whether epoch `epoch` is still to be committed: `false` when the
     /// table records it and this is a recovery finishing it; an error
@@ -222,26 +238,37 @@ impl TableWriter for DeltaWriter {
                 "the staged files of epoch {epoch} are damaged: {e}"
             ))
         })?;
-        if !self.claim(epoch, recovering).await? {
-            return Ok(());
-        }
         let version = i64::try_from(epoch).map_err(|e| self.error(e))?;
-        let properties = CommitProperties::default()
-            .with_application_transaction(Transaction::new(app_id(&self.owner), version));
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Append,
-            partition_by: None,
-            predicate: None,
-        };
-        let log_store = self.table.log_store();
-        let snapshot = self.table.snapshot().map_err(|e| self.error(e))?;
-        let committed = CommitBuilder::from(properties)
-            .with_actions(adds.into_iter().map(Action::Add).collect())
-            .build(Some(snapshot), log_store, operation)
-            .await;
-        match committed {
-            Ok(_) => Ok(()),
-            Err(e) => Err(self.commit_failed(e, epoch).await),
+        let actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+        let mut conflicts = 0;
+        loop {
+            if !self.claim(epoch, recovering).await? {
+                return Ok(());
+            }
+            let properties = CommitProperties::default()
+                .with_application_transaction(Transaction::new(app_id(&self.owner), version));
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Append,
+                partition_by: None,
+                predicate: None,
+            };
+            let log_store = self.table.log_store();
+            let snapshot = self.table.snapshot().map_err(|e| self.error(e))?;
+            let committed = CommitBuilder::from(properties)
+                .with_actions(actions.clone())
+                .build(Some(snapshot), log_store, operation)
+                .await;
+            match committed {
+                Ok(_) => return Ok(()),
+                // Another instance of this job committed first. If it
+                // recorded an older epoch, it is the zombie and this
+                // instance commits over it (the zombie's next claim then
+                // fails); if a newer one, the next claim fails here.
+                Err(e) if conflicts < CONFLICT_RETRIES && is_concurrent_transaction(&e) => {
+                    conflicts += 1;
+                }
+                Err(e) => return Err(self.commit_failed(e, epoch).await),
+            }
         }
     }
 

@@ -212,15 +212,32 @@ pub(crate) trait RecordEncoder: Send {
 /// Decodes `records` with `decode_span`, which must decode a span of
 /// records to one row each or fail. A failing span is bisected until each
 /// bad record stands alone, so good records always decode.
+///
+/// `blank` tells the records that decode to no row without failing (an
+/// empty line): they are bad before any span is decoded, since in a span
+/// beside a record holding two values the counts would match and rows
+/// would land on the wrong records.
 pub(crate) fn decode_isolating(
     schema: &SchemaRef,
     records: &Records,
+    blank: impl Fn(&[u8]) -> bool,
     mut decode_span: impl FnMut(Range<usize>) -> std::result::Result<RecordBatch, String>,
 ) -> Result<Decoded> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
-    let mut pending: Vec<Range<usize>> = Vec::new();
-    pending.push(0..records.len());
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for i in 0..records.len() {
+        if blank(records.get(i)) {
+            bad.push((i, "the record is empty".to_string()));
+            spans.push(start..i);
+            start = i + 1;
+        }
+    }
+    spans.push(start..records.len());
+    // Popped last-in first-out: the first span first, keeping rows in
+    // record order.
+    let mut pending: Vec<Range<usize>> = spans.into_iter().rev().collect();
     while let Some(range) = pending.pop() {
         if range.is_empty() {
             continue;
@@ -249,6 +266,7 @@ pub(crate) fn decode_isolating(
             }
         }
     }
+    bad.sort_by_key(|(i, _)| *i);
     let batch = match good.len() {
         0 => RecordBatch::new_empty(Arc::clone(schema)),
         1 => good
@@ -268,7 +286,15 @@ struct TextDecoder {
 impl RecordDecoder for TextDecoder {
     fn decode(&mut self, records: &Records) -> Result<Decoded> {
         let (csv, schema) = (self.csv, Arc::clone(&self.schema));
-        decode_isolating(&self.schema, records, |range| {
+        // JSON whitespace, or a CSV line with nothing but line ends.
+        let blank = |record: &[u8]| {
+            record.iter().all(|&b| match b {
+                b'\r' | b'\n' => true,
+                b' ' | b'\t' => !csv,
+                _ => false,
+            })
+        };
+        decode_isolating(&self.schema, records, blank, |range| {
             decode_text(csv, &schema, records.span(range.clone()), range.len())
         })
     }
@@ -510,6 +536,30 @@ mod tests {
         assert_eq!(bad, [1, 3, 4, 6]);
         assert!(decoded.bad[1].1.contains("2 values"), "{:?}", decoded.bad);
         assert_eq!(decoded.kept(r.len()), Some(vec![0, 2, 5]));
+    }
+
+    /// Found by the `json_records` fuzz target: an empty record and one
+    /// holding two values, decoded together, gave as many rows as records,
+    /// so neither was bad and the second value counted as the empty
+    /// record's row.
+    #[test]
+    fn an_empty_record_cannot_hide_a_record_of_two_values() {
+        let r = records(&[
+            r#"{"id": 7}"#,
+            " ",
+            r#"{"id": 8} {"id": 9}"#,
+            r#"{"id": 10}"#,
+        ]);
+        let decoded = Format::Json
+            .decoder(schema(), RecordLimits::default())
+            .unwrap()
+            .decode(&r)
+            .unwrap();
+        assert_eq!(ids(&decoded.batch), [7, 10]);
+        let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, [1, 2]);
+        assert!(decoded.bad[0].1.contains("empty"), "{:?}", decoded.bad);
+        assert!(decoded.bad[1].1.contains("2 values"), "{:?}", decoded.bad);
     }
 
     #[test]
