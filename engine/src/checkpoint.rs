@@ -554,6 +554,8 @@ pub(crate) fn encode_ipc(schema: &SchemaRef, batches: &[RecordBatch]) -> Result<
 
 /// The batches of an Arrow IPC file.
 pub(crate) fn decode_ipc(bytes: bytes::Bytes) -> Result<Vec<RecordBatch>> {
+    crate::error::check_ipc_bounds(&bytes, true)
+        .map_err(|e| Error::invalid(format!("damaged Arrow IPC data: {e}")))?;
     let decoded = crate::error::catch_decoder_panic(|| {
         let reader = FileReader::try_new(std::io::Cursor::new(bytes), None)?;
         reader.collect::<std::result::Result<Vec<_>, _>>()

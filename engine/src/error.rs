@@ -236,6 +236,66 @@ pub fn catch_decoder_panic<T>(decode: impl FnOnce() -> T) -> std::result::Result
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(decode)).map_err(panic_message)
 }
 
+/// Checks that every message an Arrow IPC file (`file`) or stream names
+/// lies within `bytes`: arrow's readers allocate a message's stated length
+/// before reading it, so a damaged length would ask for exabytes and abort
+/// the process. Run before handing outside bytes to a reader.
+pub fn check_ipc_bounds(bytes: &[u8], file: bool) -> std::result::Result<(), String> {
+    let total = bytes.len() as u64;
+    let past_end = |what: &str| Err(format!("{what} lies past the end of the data"));
+    if file {
+        let Some(tail) = bytes.last_chunk::<10>() else {
+            return Err("too short for an Arrow IPC file".into());
+        };
+        let footer_len =
+            arrow::ipc::reader::read_footer_length(*tail).map_err(|e| e.to_string())?;
+        let Some(footer_start) = bytes.len().checked_sub(10 + footer_len) else {
+            return past_end("the footer");
+        };
+        let footer = arrow::ipc::root_as_footer(&bytes[footer_start..bytes.len() - 10])
+            .map_err(|e| format!("damaged footer: {e}"))?;
+        let blocks = footer.recordBatches().into_iter().flatten();
+        for block in blocks.chain(footer.dictionaries().into_iter().flatten()) {
+            let end = u64::try_from(block.offset())
+                .ok()
+                .zip(u64::try_from(block.metaDataLength()).ok())
+                .zip(u64::try_from(block.bodyLength()).ok())
+                .and_then(|((offset, meta), body)| offset.checked_add(meta)?.checked_add(body));
+            if end.is_none_or(|end| end > total) {
+                return past_end("a record batch");
+            }
+        }
+        return Ok(());
+    }
+    let mut at = 0usize;
+    while let Some(word) = bytes.get(at..at + 4) {
+        let mut length = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+        at += 4;
+        if length == u32::MAX {
+            let Some(word) = bytes.get(at..at + 4) else {
+                return past_end("a message length");
+            };
+            length = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            at += 4;
+        }
+        if length == 0 {
+            return Ok(());
+        }
+        let Some(meta) = bytes.get(at..at + length as usize) else {
+            return past_end("a message");
+        };
+        let message =
+            arrow::ipc::root_as_message(meta).map_err(|e| format!("damaged message: {e}"))?;
+        let body = u64::try_from(message.bodyLength()).map_err(|_| "a negative body length")?;
+        let end = (at as u64 + u64::from(length)).checked_add(body);
+        if end.is_none_or(|end| end > total) {
+            return past_end("a message body");
+        }
+        at = at + length as usize + body as usize;
+    }
+    Ok(())
+}
+
 /// The message a panic was raised with.
 pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     payload

@@ -153,11 +153,35 @@ mod regressions {
         );
     }
 
-    /// An empty record next to a record of two values: both are bad, alone
-    /// or together (the `json_records` target's property).
+    /// A record batch block whose stated length runs far past the file
+    /// made arrow's reader allocate exabytes and abort.
+    #[tokio::test]
+    async fn a_block_longer_than_the_file_is_an_error() {
+        let data = include_bytes!("../../fuzz/regressions/checkpoint/block-longer-than-the-file");
+        let (manifest, state) = split(data);
+        let error = read_checkpoint(manifest, state)
+            .await
+            .expect_err("a damaged state file");
+        assert!(
+            error.to_string().contains("damaged Arrow IPC data"),
+            "{error}"
+        );
+    }
+
+    /// Records the `json_records` target found decoding differently
+    /// together and alone: an empty record beside one of two values, and a
+    /// value running on from one record into the next.
     #[test]
-    fn a_blank_record_beside_two_values_is_isolated() {
-        let data = include_bytes!("../../fuzz/regressions/json_records/blank-beside-two-values");
+    fn records_are_bad_together_as_alone() {
+        for data in [
+            &include_bytes!("../../fuzz/regressions/json_records/blank-beside-two-values")[..],
+            &include_bytes!("../../fuzz/regressions/json_records/value-across-records")[..],
+        ] {
+            same_verdicts_together_and_alone(data);
+        }
+    }
+
+    fn same_verdicts_together_and_alone(data: &[u8]) {
         let schema = Arc::new(arrow::datatypes::Schema::new(vec![
             arrow::datatypes::Field::new("id", arrow::datatypes::DataType::Int64, false),
             arrow::datatypes::Field::new("sym", arrow::datatypes::DataType::Utf8, true),

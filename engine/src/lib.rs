@@ -37,7 +37,7 @@ pub use access::{Access, Confinement};
 pub use checkpoint::CheckpointConfig;
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
 pub use engine::{Engine, EngineConfig, TableInfo};
-pub use error::{Error, ErrorKind, Result, catch_decoder_panic};
+pub use error::{Error, ErrorKind, Result, catch_decoder_panic, check_ipc_bounds};
 pub use fibers_catalog::ObjectKind;
 pub use fibers_sql::{ParsedStatement, SqlLimits, parse_script};
 pub use result::{RowStream, StatementOutput, StatementResult};

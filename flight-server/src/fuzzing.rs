@@ -57,6 +57,9 @@ mod regressions {
         for data in [
             &include_bytes!("../../fuzz/regressions/flight_ticket/ipc-buffer-past-its-body-1")[..],
             &include_bytes!("../../fuzz/regressions/flight_ticket/ipc-buffer-past-its-body-2")[..],
+            // A message length past the ticket: arrow allocated it first.
+            &include_bytes!("../../fuzz/regressions/flight_ticket/message-longer-than-the-ticket")
+                [..],
         ] {
             assert!(super::read_ticket(data).is_ok());
             assert!(crate::ticket::StatementTicket::decode(data).is_err());

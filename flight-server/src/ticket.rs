@@ -79,6 +79,7 @@ impl Statement {
         } else {
             // Arrow's reader can panic on damaged buffers: a forged
             // ticket is refused like any other.
+            fibers_engine::check_ipc_bounds(parameters, false).map_err(|_| foreign())?;
             let first = fibers_engine::catch_decoder_panic(|| {
                 StreamReader::try_new(Cursor::new(parameters), None)
                     .ok()?

@@ -295,21 +295,22 @@ impl RecordDecoder for TextDecoder {
             })
         };
         decode_isolating(&self.schema, records, blank, |range| {
-            decode_text(csv, &schema, records.span(range.clone()), range.len())
+            decode_text(csv, &schema, records, range)
         })
     }
 }
 
-/// Decodes newline-separated JSON values or CSV lines; `rows` bounds the
-/// records in `bytes`, so one flush returns them all.
+/// Decodes the JSON values or CSV lines of records `range` in one batch
+/// (one flush returns them all).
 fn decode_text(
     csv: bool,
     schema: &SchemaRef,
-    bytes: &[u8],
-    rows: usize,
+    records: &Records,
+    range: Range<usize>,
 ) -> std::result::Result<RecordBatch, String> {
     // One more than expected, so a record holding two values shows.
-    let batch_size = rows + 1;
+    let batch_size = range.len() + 1;
+    let bytes = records.span(range.clone());
     let decoded = if csv {
         let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(schema))
             .with_header(false)
@@ -323,7 +324,20 @@ fn decode_text(
             .with_batch_size(batch_size)
             .build_decoder()
             .and_then(|mut decoder| {
-                feed(bytes, |b| decoder.decode(b))?;
+                // Record by record: JSON allows a newline inside a value,
+                // so a value may run on into the next record, and the
+                // counts of a span alone could hide it.
+                // (A lone record is checked by its count of rows.)
+                let several = range.len() > 1;
+                for (n, i) in range.enumerate() {
+                    feed(records.get(i), |b| decoder.decode(b))?;
+                    if several && (decoder.has_partial_record() || decoder.len() != n + 1) {
+                        return Err(arrow::error::ArrowError::JsonError(format!(
+                            "record {} does not hold exactly one value",
+                            n + 1
+                        )));
+                    }
+                }
                 decoder.flush()
             })
     };
@@ -560,6 +574,27 @@ mod tests {
         assert_eq!(bad, [1, 2]);
         assert!(decoded.bad[0].1.contains("empty"), "{:?}", decoded.bad);
         assert!(decoded.bad[1].1.contains("2 values"), "{:?}", decoded.bad);
+    }
+
+    /// Found by the `json_records` fuzz target: JSON allows a newline
+    /// inside an object, so `{` and `"id": 8} {"id": 9}` decoded together
+    /// gave one row each, though neither is a record alone.
+    #[test]
+    fn a_value_cannot_run_on_into_the_next_record() {
+        let r = records(&[
+            r#"{"id": 1}"#,
+            "{",
+            r#""id": 8} {"id": 9}"#,
+            r#"{"id": 10}"#,
+        ]);
+        let decoded = Format::Json
+            .decoder(schema(), RecordLimits::default())
+            .unwrap()
+            .decode(&r)
+            .unwrap();
+        assert_eq!(ids(&decoded.batch), [1, 10]);
+        let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
+        assert_eq!(bad, [1, 2]);
     }
 
     #[test]
