@@ -980,9 +980,7 @@ impl Engine {
     fn reserve(&self, name: &str, doing: &'static str) -> Result<Busy> {
         let mut busy = lock_busy(&self.busy);
         if let Some(other) = busy.get(name) {
-            return Err(Error::invalid(format!(
-                "'{name}' is {other}; run the statement again once that has finished"
-            )));
+            return Err(busy_error(name, other));
         }
         busy.insert(name.to_string(), doing);
         Ok(Busy {
@@ -993,8 +991,10 @@ impl Engine {
 
     /// Refuses a statement on `name` while another one on it is in flight.
     fn check_idle(&self, name: &str) -> Result<()> {
-        drop(self.reserve(name, "")?);
-        Ok(())
+        match lock_busy(&self.busy).get(name) {
+            Some(other) => Err(busy_error(name, other)),
+            None => Ok(()),
+        }
     }
 
     /// The objects whose definitions read `name`, in the order they were
@@ -1199,6 +1199,13 @@ fn lock_busy(names: &BusyNames) -> std::sync::MutexGuard<'_, BTreeMap<String, &'
     // A plain map, changed by single inserts and removes: a panic
     // elsewhere cannot leave it half-changed.
     names.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error of a statement on `name` while another one on it is `doing`.
+fn busy_error(name: &str, doing: &str) -> Error {
+    Error::invalid(format!(
+        "'{name}' is {doing}; run the statement again once that has finished"
+    ))
 }
 
 /// The error of a view or sink whose `what` `name` was dropped or

@@ -138,34 +138,24 @@ mod regressions {
         }
     }
 
-    /// A state file whose Arrow IPC buffer points past its body made
-    /// arrow's reader panic; recovery must see a damaged checkpoint.
+    /// State files that made arrow's IPC reader panic (a buffer past its
+    /// body) or abort on an exabyte allocation (a block longer than the
+    /// file): recovery must see a damaged checkpoint.
     #[tokio::test]
-    async fn a_state_file_with_a_buffer_past_its_body_is_an_error() {
-        let data = include_bytes!("../../fuzz/regressions/checkpoint/ipc-buffer-past-its-body");
-        let (manifest, state) = split(data);
-        let error = read_checkpoint(manifest, state)
-            .await
-            .expect_err("a damaged state file");
-        assert!(
-            error.to_string().contains("damaged Arrow IPC data"),
-            "{error}"
-        );
-    }
-
-    /// A record batch block whose stated length runs far past the file
-    /// made arrow's reader allocate exabytes and abort.
-    #[tokio::test]
-    async fn a_block_longer_than_the_file_is_an_error() {
-        let data = include_bytes!("../../fuzz/regressions/checkpoint/block-longer-than-the-file");
-        let (manifest, state) = split(data);
-        let error = read_checkpoint(manifest, state)
-            .await
-            .expect_err("a damaged state file");
-        assert!(
-            error.to_string().contains("damaged Arrow IPC data"),
-            "{error}"
-        );
+    async fn damaged_state_files_are_errors() {
+        for data in [
+            &include_bytes!("../../fuzz/regressions/checkpoint/ipc-buffer-past-its-body")[..],
+            &include_bytes!("../../fuzz/regressions/checkpoint/block-longer-than-the-file")[..],
+        ] {
+            let (manifest, state) = split(data);
+            let error = read_checkpoint(manifest, state)
+                .await
+                .expect_err("a damaged state file");
+            assert!(
+                error.to_string().contains("damaged Arrow IPC data"),
+                "{error}"
+            );
+        }
     }
 
     /// Records the `json_records` target found decoding differently

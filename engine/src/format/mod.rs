@@ -519,6 +519,14 @@ mod tests {
             .to_vec()
     }
 
+    fn decode_json(records: &Records) -> Decoded {
+        Format::Json
+            .decoder(schema(), RecordLimits::default())
+            .unwrap()
+            .decode(records)
+            .unwrap()
+    }
+
     #[test]
     fn records_keep_their_bytes() {
         let r = records(&["a", "", "bc\n"]);
@@ -540,11 +548,7 @@ mod tests {
             r#"{"id": 7}"#,
             "",
         ]);
-        let decoded = Format::Json
-            .decoder(schema(), RecordLimits::default())
-            .unwrap()
-            .decode(&r)
-            .unwrap();
+        let decoded = decode_json(&r);
         assert_eq!(ids(&decoded.batch), [1, 3, 7]);
         let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, [1, 3, 4, 6]);
@@ -564,11 +568,7 @@ mod tests {
             r#"{"id": 8} {"id": 9}"#,
             r#"{"id": 10}"#,
         ]);
-        let decoded = Format::Json
-            .decoder(schema(), RecordLimits::default())
-            .unwrap()
-            .decode(&r)
-            .unwrap();
+        let decoded = decode_json(&r);
         assert_eq!(ids(&decoded.batch), [7, 10]);
         let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, [1, 2]);
@@ -587,11 +587,7 @@ mod tests {
             r#""id": 8} {"id": 9}"#,
             r#"{"id": 10}"#,
         ]);
-        let decoded = Format::Json
-            .decoder(schema(), RecordLimits::default())
-            .unwrap()
-            .decode(&r)
-            .unwrap();
+        let decoded = decode_json(&r);
         assert_eq!(ids(&decoded.batch), [1, 10]);
         let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, [1, 2]);
