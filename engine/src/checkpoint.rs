@@ -101,6 +101,18 @@ pub(crate) struct Manifest {
     /// missing or behind it knows committed rows were lost.
     #[serde(default)]
     pub archived: Option<u64>,
+    /// The state of each view the job's query reads through, in the order
+    /// the job runs them (the first reads the stream).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub upstream: Vec<StageManifest>,
+}
+
+/// The state of one view a job runs ahead of its own query.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct StageManifest {
+    pub operator: OperatorManifest,
+    /// The watermark of its input as of the barrier.
+    pub watermark: Option<i64>,
 }
 
 /// What [`CheckpointStore::latest_complete`] found.
@@ -603,6 +615,7 @@ mod tests {
             replay: None,
             counters: Counters::default(),
             archived: None,
+            upstream: Vec::new(),
         }
     }
 

@@ -11,7 +11,7 @@ use datafusion::common::ScalarValue;
 use fibers_catalog::{Catalog, Definition, JobStatus, ObjectKind};
 use fibers_sql::{
     ContinuousQuery, CreateQuery, CreateStream, ParsedStatement, RestartFrom, SqlLimits, Statement,
-    StreamInfo, StreamResolver, SubscribeFrom, plan_continuous_query,
+    StreamInfo, StreamResolver, SubscribeFrom, TimeAttribute, plan_continuous_query,
 };
 use tokio::sync::{Mutex, watch};
 
@@ -64,6 +64,21 @@ pub(crate) struct Output {
     pub schema: SchemaRef,
     /// Where its job's rows reach subscribers.
     pub feed: Arc<Feed>,
+    /// Its definition, planned again for every job that reads it.
+    pub create: Arc<CreateQuery>,
+    /// What its query reads: streams, or one view.
+    pub input: OutputInput,
+    /// The column of its rows that carries event time, if one does.
+    pub time: Option<TimeAttribute>,
+}
+
+/// What a view's or sink's query reads.
+#[derive(Debug, Clone)]
+pub(crate) enum OutputInput {
+    /// Streams (one, or a join's two).
+    Streams,
+    /// The rows of a view, computed in process.
+    View(String),
 }
 
 #[derive(Default)]
@@ -105,7 +120,18 @@ impl Objects {
 /// objects, taken under the lock and planned without it.
 impl StreamResolver for Readable {
     fn stream(&self, name: &str) -> Option<StreamInfo> {
-        self.streams.get(name).map(|s| s.info())
+        if let Some(stream) = self.streams.get(name) {
+            return Some(stream.info());
+        }
+        // A view reads like a stream whose event time is its time attribute.
+        let view = self
+            .outputs
+            .get(name)
+            .filter(|o| o.kind == ObjectKind::View)?;
+        Some(StreamInfo {
+            schema: Arc::clone(&view.schema),
+            time_column: view.time.as_ref().map(|t| t.column.clone()),
+        })
     }
 
     fn kind_of(&self, name: &str) -> Option<ObjectKind> {
@@ -674,16 +700,6 @@ impl Engine {
 
         let readable = self.objects.lock().await.readable();
         let query = plan_continuous_query(&create.name, &create.query, &readable).await?;
-        let inputs =
-            query
-                .inputs
-                .iter()
-                .map(|input| {
-                    readable.streams.get(&input.stream).cloned().ok_or_else(|| {
-                        Error::invalid(format!("stream '{}' not found", input.stream))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
         let tables = query
             .tables
             .iter()
@@ -695,6 +711,38 @@ impl Engine {
                     .ok_or_else(|| Error::invalid(format!("table '{name}' not found")))
             })
             .collect::<Result<Vec<_>>>()?;
+        let views: Vec<_> = query
+            .inputs
+            .iter()
+            .filter(|input| !readable.streams.contains_key(&input.stream))
+            .map(|input| input.stream.clone())
+            .collect();
+        let (input, upstream) = match views.as_slice() {
+            [] => (OutputInput::Streams, Upstream::default()),
+            [view] if query.inputs.len() == 1 => (
+                OutputInput::View(view.clone()),
+                upstream_of(view, &readable).await?,
+            ),
+            [view, ..] => {
+                return Err(Error::invalid(format!(
+                    "'{}' joins view '{view}': a join reads streams; join the streams the view \
+                     reads, or read the view alone",
+                    create.name
+                )));
+            }
+        };
+        let inputs = match &input {
+            OutputInput::Streams => query
+                .inputs
+                .iter()
+                .map(|input| {
+                    readable.streams.get(&input.stream).cloned().ok_or_else(|| {
+                        Error::invalid(format!("stream '{}' not found", input.stream))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            OutputInput::View(_) => upstream.streams.clone(),
+        };
         // A join of two streams reads both as one.
         let stream = match inputs.as_slice() {
             [one] => Arc::clone(one),
@@ -706,9 +754,12 @@ impl Engine {
         Ok(PlannedOutput {
             kind,
             name: create.name.clone(),
+            create: Arc::new(create.clone()),
+            input,
             query,
             stream,
             inputs,
+            upstream,
             tables,
             archive,
             schema,
@@ -729,9 +780,12 @@ impl Engine {
         let PlannedOutput {
             kind,
             name,
+            create,
+            input,
             query,
             stream,
             inputs,
+            upstream,
             tables,
             archive,
             schema,
@@ -739,13 +793,26 @@ impl Engine {
         let mut objects = self.objects.lock().await;
         // What the plan read may have been dropped or replaced while it
         // was planned without the lock.
-        for (input, planned) in query.inputs.iter().zip(&inputs) {
+        let stream_names = match &input {
+            OutputInput::Streams => query.inputs.iter().map(|i| &i.stream).collect(),
+            OutputInput::View(_) => upstream.stream_names.iter().collect::<Vec<_>>(),
+        };
+        for (stream_name, planned) in stream_names.into_iter().zip(&inputs) {
             if !objects
                 .streams
-                .get(&input.stream)
+                .get(stream_name)
                 .is_some_and(|now| Arc::ptr_eq(now, planned))
             {
-                return Err(changed_meanwhile("stream", &input.stream, &name));
+                return Err(changed_meanwhile("stream", stream_name, &name));
+            }
+        }
+        for (view, feed) in &upstream.views {
+            if !objects
+                .outputs
+                .get(view)
+                .is_some_and(|now| Arc::ptr_eq(&now.feed, feed))
+            {
+                return Err(changed_meanwhile("view", view, &name));
             }
         }
         for (table, planned) in query.tables.iter().zip(&tables) {
@@ -791,6 +858,9 @@ impl Engine {
                 archive: archive.clone(),
                 schema,
                 feed: Arc::clone(&feed),
+                create,
+                input,
+                time: query.time_attribute.clone(),
             },
         );
         if start {
@@ -798,6 +868,7 @@ impl Engine {
             let job = JobHandle::start(JobSpec {
                 name: name.clone(),
                 stream,
+                upstream: upstream.queries,
                 query,
                 archive,
                 batch_size: self.config.batch_size,
@@ -1169,15 +1240,80 @@ struct PlannedOutput {
     kind: ObjectKind,
     name: String,
     query: ContinuousQuery,
-    /// What the job reads: its stream, or a join's two streams as one.
+    create: Arc<CreateQuery>,
+    input: OutputInput,
+    /// What the job reads: its stream, or a join's two streams as one (for
+    /// a query over a view, the stream its chain of views reads).
     stream: Arc<StreamDef>,
     /// The streams and reference tables it was planned against, in the
-    /// order of the query's inputs and tables: when it starts, they must
-    /// still be the objects of those names.
+    /// order of the query's inputs (or of `upstream.stream_names`) and
+    /// tables: when it starts, they must still be the objects of those
+    /// names.
     inputs: Vec<Arc<StreamDef>>,
+    /// The views between the stream and the query, planned for this job.
+    upstream: Upstream,
     tables: Vec<Arc<ReferenceTable>>,
     archive: ArchiveConfig,
     schema: SchemaRef,
+}
+
+/// The chain of views a query over a view reads, from the one reading
+/// streams down to the view the query reads. Each job plans the chain for
+/// itself: the views' operators run in the job, ahead of its own, and
+/// their rows reach it in process.
+#[derive(Default)]
+struct Upstream {
+    /// The views' queries, the first reading the streams.
+    queries: Vec<ContinuousQuery>,
+    /// The views, each with its feed (which tells it from a view re-created
+    /// under its name meanwhile).
+    views: Vec<(String, Arc<Feed>)>,
+    /// The streams the first view reads, and their definitions.
+    stream_names: Vec<String>,
+    streams: Vec<Arc<StreamDef>>,
+}
+
+/// Views read views to this depth at most: deeper chains are refused, so
+/// a definition can never make planning recurse without end.
+const MAX_VIEW_DEPTH: usize = 32;
+
+/// Plans the chain of views ending at `view` for a job that reads it.
+async fn upstream_of(view: &str, readable: &Readable) -> Result<Upstream> {
+    let mut chain = Vec::new();
+    let mut current = view.to_string();
+    loop {
+        if chain.len() == MAX_VIEW_DEPTH {
+            return Err(Error::invalid(format!(
+                "'{view}' reads a chain of more than {MAX_VIEW_DEPTH} views"
+            )));
+        }
+        let output = readable
+            .outputs
+            .get(&current)
+            .ok_or_else(|| Error::invalid(format!("view '{current}' not found")))?;
+        chain.push((current.clone(), output.clone()));
+        match &output.input {
+            OutputInput::View(next) => current = next.clone(),
+            OutputInput::Streams => break,
+        }
+    }
+    chain.reverse();
+    let mut upstream = Upstream::default();
+    for (name, output) in chain {
+        let query = plan_continuous_query(&name, &output.create.query, readable).await?;
+        if upstream.queries.is_empty() {
+            for input in &query.inputs {
+                let stream = readable.streams.get(&input.stream).ok_or_else(|| {
+                    Error::invalid(format!("stream '{}' not found", input.stream))
+                })?;
+                upstream.stream_names.push(input.stream.clone());
+                upstream.streams.push(Arc::clone(stream));
+            }
+        }
+        upstream.queries.push(query);
+        upstream.views.push((name, Arc::clone(&output.feed)));
+    }
+    Ok(upstream)
 }
 
 /// Names with a statement in flight, and what it does to each.

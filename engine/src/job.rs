@@ -12,7 +12,8 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::archive::{Archive, ArchiveConfig};
 use crate::checkpoint::{
-    CheckpointStore, Counters, Manifest, OperatorManifest, OperatorState, Replay, WatermarkState,
+    CheckpointStore, Counters, Manifest, OperatorManifest, OperatorState, Replay, StageManifest,
+    WatermarkState,
 };
 use crate::connector::{BadData, Poll, Source, StreamDef};
 use crate::operator;
@@ -142,6 +143,10 @@ impl Retry {
 pub(crate) struct JobSpec {
     pub name: String,
     pub stream: Arc<StreamDef>,
+    /// The queries of the views between the stream and the job's query,
+    /// the first reading the stream: their operators run in the job, each
+    /// feeding the next, and the last feeds the job's own.
+    pub upstream: Vec<ContinuousQuery>,
     pub query: ContinuousQuery,
     pub archive: ArchiveConfig,
     pub batch_size: usize,
@@ -343,6 +348,7 @@ type JobOutcome = std::result::Result<(JobState, Option<i64>), (Error, Option<i6
 /// What a job starts from: a fresh operator and source, or those of its
 /// newest checkpoint.
 struct Start {
+    upstream: Vec<Stage>,
     operator: Box<dyn operator::Operator>,
     archive: Archive,
     source: Box<dyn Source>,
@@ -353,7 +359,16 @@ struct Start {
 async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> Result<Start> {
     let name = &spec.name;
     let began = Instant::now();
-    let plan = crate::checkpoint::fingerprint(&spec.query.plan.display_indent().to_string());
+    // Every query the job runs is part of its plan.
+    let plan = crate::checkpoint::fingerprint(
+        &spec
+            .upstream
+            .iter()
+            .chain([&spec.query])
+            .map(|q| q.plan.display_indent().to_string())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
     let (latest, damaged) = match &spec.checkpoints.store {
         Some(store) => {
             let found = store.latest_complete().await?;
@@ -423,8 +438,26 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     } else {
         committed
     };
+    let mut upstream = Vec::with_capacity(spec.upstream.len());
+    for (i, query) in spec.upstream.iter().enumerate() {
+        let input = if i == 0 {
+            Some(spec.stream.as_ref())
+        } else {
+            None
+        };
+        let ctx = query.state.task_ctx();
+        upstream.push(Stage {
+            operator: operator::build(query, input, ctx, None).await?,
+            input_time: i
+                .checked_sub(1)
+                .and_then(|previous| event_time_column(&spec.upstream[previous])),
+            watermark: None,
+            query: query.clone(),
+        });
+    }
     let ctx = spec.query.state.task_ctx();
-    let mut operator = operator::build(&spec.query, &spec.stream, ctx, skip_through).await?;
+    let input = spec.upstream.is_empty().then_some(spec.stream.as_ref());
+    let mut operator = operator::build(&spec.query, input, ctx, skip_through).await?;
     archive.set_rewrite(replay.as_ref().and_then(|r| r.rewrite));
     let store = spec.checkpoints.store.clone();
     let Some(manifest) = latest else {
@@ -435,6 +468,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         let archived = archive.last_epoch().await?;
         let next = archived.map_or(1, |e| e + 1);
         return Ok(Start {
+            upstream,
             operator,
             archive,
             source,
@@ -465,6 +499,29 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             merged: manifest.operator.merged.clone(),
         })
         .await?;
+    if manifest.upstream.len() != upstream.len() {
+        return Err(Error::invalid(format!(
+            "job '{name}': checkpoint {} holds the state of {} upstream view(s), the job runs {}",
+            manifest.epoch,
+            manifest.upstream.len(),
+            upstream.len()
+        )));
+    }
+    for (stage, kept) in upstream.iter_mut().zip(&manifest.upstream) {
+        let state = match &kept.operator.state_file {
+            Some(file) => checkpoints.get_batches(manifest.epoch, file).await?,
+            None => Vec::new(),
+        };
+        stage
+            .operator
+            .restore(OperatorState {
+                emitted_through: kept.operator.emitted_through,
+                batches: state,
+                merged: kept.operator.merged.clone(),
+            })
+            .await?;
+        stage.watermark = kept.watermark;
+    }
     source.seek(&manifest.source)?;
     let counters = manifest.counters;
     metrics
@@ -527,6 +584,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
         None => Some(manifest.epoch),
     };
     Ok(Start {
+        upstream,
         operator,
         archive,
         source,
@@ -611,6 +669,7 @@ async fn run_job(
 ) -> JobOutcome {
     let name = spec.name.clone();
     let Start {
+        mut upstream,
         mut operator,
         mut archive,
         source,
@@ -642,13 +701,24 @@ async fn run_job(
         spec.stream.idle_timeout(),
     );
     let mut emitted_watermark = committed;
+    // The watermark the job's own operator last advanced to in this run
+    // (or in the run its checkpoint comes from).
+    let mut own_watermark = None;
     if let Some(state) = &watermarks {
         tracker.restore(state, Instant::now());
-        if let Some(w) = state.emitted {
+        let own = match upstream.last() {
+            None => state.emitted,
+            Some(last) => last.output_watermark(),
+        };
+        if let Some(w) = own {
             metrics.watermark.store(w, Ordering::Relaxed);
             emitted_watermark = Some(w);
+            own_watermark = Some(w);
         }
     }
+    // Where the job's own query finds event time in the rows of the view
+    // it reads; rows from a stream were checked by the source already.
+    let own_time = spec.upstream.last().and_then(event_time_column);
     let barrier_wanted = Arc::new(AtomicBool::new(false));
     let reader = SourceReader {
         stream: spec.stream.name.clone(),
@@ -680,20 +750,48 @@ async fn run_job(
                 message = rx.recv() => {
                     let out = match message {
                         Some(Ok(SourceMessage::Batch(batch))) => {
-                            process(operator.as_mut(), batch, &spec, metrics).await?
+                            let (batches, _) =
+                                through_upstream(&mut upstream, vec![batch], None, &spec, metrics)
+                                    .await?;
+                            let mut out = Vec::new();
+                            for batch in batches {
+                                let batch = drop_late(batch, own_time, own_watermark, metrics)?;
+                                out.extend(process(operator.as_mut(), batch, &spec, metrics).await?);
+                            }
+                            out
                         }
                         Some(Ok(SourceMessage::Watermark(w))) => {
-                            metrics.watermark.store(w, Ordering::Relaxed);
-                            let out = operator.advance(w).await?;
-                            emitted_watermark = Some(w);
+                            let (batches, w) =
+                                through_upstream(&mut upstream, Vec::new(), Some(w), &spec, metrics)
+                                    .await?;
+                            let mut out = Vec::new();
+                            for batch in batches {
+                                let batch = drop_late(batch, own_time, own_watermark, metrics)?;
+                                out.extend(process(operator.as_mut(), batch, &spec, metrics).await?);
+                            }
+                            if let Some(w) = w {
+                                metrics.watermark.store(w, Ordering::Relaxed);
+                                out.extend(operator.advance(w).await?);
+                                emitted_watermark = Some(w);
+                                own_watermark = Some(w);
+                            }
                             out
                         }
                         Some(Ok(SourceMessage::Barrier(barrier))) => {
                             // With checkpoints off a barrier only commits.
                             let state = if epochs.store.is_some() {
-                                (operator.snapshot()?, operator.state_schema())
+                                let mut states = Vec::with_capacity(upstream.len() + 1);
+                                for stage in &upstream {
+                                    states.push((
+                                        stage.operator.snapshot()?,
+                                        stage.operator.state_schema(),
+                                        stage.watermark,
+                                    ));
+                                }
+                                states.push((operator.snapshot()?, operator.state_schema(), None));
+                                states
                             } else {
-                                (OperatorState::default(), None)
+                                Vec::new()
                             };
                             checkpoint(
                                 &spec, metrics, &mut epochs, state, &mut archive,
@@ -765,7 +863,7 @@ async fn checkpoint(
     spec: &JobSpec,
     metrics: &JobMetrics,
     epochs: &mut Epochs,
-    (state, state_schema): (OperatorState, Option<arrow::datatypes::SchemaRef>),
+    mut states: Vec<StageState>,
     archive: &mut Archive,
     barrier: Barrier,
     emitted_watermark: Option<i64>,
@@ -791,6 +889,30 @@ async fn checkpoint(
     let staged = archive.stage(epoch, store).await?;
     if let (Some(store), Some(position)) = (store, position) {
         let mut size = staged.bytes;
+        // The job's own operator's state comes last; the views it reads
+        // through come first, in order.
+        let (state, state_schema, _) = states.pop().unwrap_or_default();
+        let mut upstream = Vec::with_capacity(states.len());
+        for (i, (stage, schema, watermark)) in states.into_iter().enumerate() {
+            let state_file = match schema {
+                Some(schema) if !stage.batches.is_empty() => {
+                    let file = format!("upstream-{i}.arrow");
+                    size += store
+                        .put_batches(epoch, &file, &schema, &stage.batches)
+                        .await?;
+                    Some(file)
+                }
+                _ => None,
+            };
+            upstream.push(StageManifest {
+                operator: OperatorManifest {
+                    state_file,
+                    emitted_through: stage.emitted_through,
+                    merged: stage.merged,
+                },
+                watermark,
+            });
+        }
         let state_file = match state_schema {
             Some(schema) if !state.batches.is_empty() => {
                 size += store
@@ -825,6 +947,7 @@ async fn checkpoint(
                 ..barrier.counters
             },
             archived: epochs.archived,
+            upstream,
         };
         manifest.duration_ms = began.elapsed().as_millis() as u64;
         store.commit(&manifest).await?;
@@ -866,6 +989,99 @@ async fn checkpoint(
         tracing::warn!("job '{}': {e}", spec.name);
     }
     Ok(())
+}
+
+/// An operator's state at a barrier, the schema of its state batches, and
+/// (for a view the job runs ahead of its own query) its input's watermark.
+type StageState = (
+    OperatorState,
+    Option<arrow::datatypes::SchemaRef>,
+    Option<i64>,
+);
+
+/// A view the job's query reads, running in the job ahead of the job's
+/// own operator: its rows go to the next stage only (the view's own job
+/// archives them).
+struct Stage {
+    query: ContinuousQuery,
+    operator: Box<dyn operator::Operator>,
+    /// Where its input rows carry event time: `None` for the first stage,
+    /// whose rows the source has checked, or an input without event time.
+    input_time: Option<usize>,
+    /// The watermark it last advanced to.
+    watermark: Option<i64>,
+}
+
+impl Stage {
+    /// The watermark of the rows it emits from here on.
+    fn output_watermark(&self) -> Option<i64> {
+        self.query.output_watermark(self.watermark?)
+    }
+}
+
+/// Where the rows `query` emits carry event time.
+fn event_time_column(query: &ContinuousQuery) -> Option<usize> {
+    let time = query.time_attribute.as_ref()?;
+    query.output_schema().index_of(&time.column).ok()
+}
+
+/// Runs `batches` and, if given, the source's `watermark` through the
+/// views the job reads, each stage's rows and derived watermark feeding
+/// the next: returns the rows and watermark for the job's own operator.
+/// Without stages they pass through unchanged.
+async fn through_upstream(
+    stages: &mut [Stage],
+    mut batches: Vec<RecordBatch>,
+    mut watermark: Option<i64>,
+    spec: &JobSpec,
+    metrics: &JobMetrics,
+) -> Result<(Vec<RecordBatch>, Option<i64>)> {
+    for stage in stages {
+        let mut out = Vec::new();
+        for batch in batches {
+            let batch = drop_late(batch, stage.input_time, stage.watermark, metrics)?;
+            out.extend(process(stage.operator.as_mut(), batch, spec, metrics).await?);
+        }
+        watermark = match watermark {
+            Some(w) => {
+                out.extend(stage.operator.advance(w).await?);
+                stage.watermark = Some(w);
+                stage.output_watermark()
+            }
+            None => None,
+        };
+        batches = out;
+    }
+    Ok((batches, watermark))
+}
+
+/// `batch` without the rows whose event time (column `time`) is below
+/// `watermark`, counted as late. The watermark a view derives for its rows
+/// keeps them all on time, so this drops nothing unless the derivation is
+/// wrong; dropping keeps a closed window from being emitted twice.
+fn drop_late(
+    batch: RecordBatch,
+    time: Option<usize>,
+    watermark: Option<i64>,
+    metrics: &JobMetrics,
+) -> Result<RecordBatch> {
+    let (Some(index), Some(watermark)) = (time, watermark) else {
+        return Ok(batch);
+    };
+    let times = arrow::compute::cast(
+        batch.column(index),
+        &arrow::datatypes::DataType::Timestamp(arrow::datatypes::TimeUnit::Nanosecond, None),
+    )?;
+    let threshold = TimestampNanosecondArray::new_scalar(watermark);
+    let keep = arrow::compute::kernels::cmp::gt_eq(&times, &threshold)?;
+    if keep.true_count() == batch.num_rows() {
+        return Ok(batch);
+    }
+    let kept = arrow::compute::filter_record_batch(&batch, &keep)?;
+    let late = (batch.num_rows() - kept.num_rows()) as u64;
+    metrics.late_rows.fetch_add(late, Ordering::Relaxed);
+    tracing::warn!("{late} row(s) of a view arrived below its watermark and were dropped");
+    Ok(kept)
 }
 
 /// The blocking side of a job: polls the source, stamps arrival time,

@@ -121,7 +121,7 @@ impl QueryRunner {
             watermarks.add_partition(partition(input), now);
         }
         let ctx = planned.state.task_ctx();
-        let operator = operator::build(&planned, &stream, ctx, None).await?;
+        let operator = operator::build(&planned, Some(&stream), ctx, None).await?;
         Ok(QueryRunner {
             operator,
             streams: defs.iter().map(|d| d.name.clone()).collect(),

@@ -20,6 +20,7 @@ mod parser;
 mod planner;
 mod session;
 mod statement;
+mod time;
 mod types;
 mod window;
 
@@ -36,6 +37,7 @@ pub use statement::{
     ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
     WatermarkSpec,
 };
+pub use time::{TimeAttribute, TimeKind};
 pub use types::{arrow_type_to_sql, sql_type_to_arrow};
 pub use window::{ARRIVAL_TIME_COLUMN, WINDOW_END, WINDOW_START, Window, WindowKind};
 

@@ -14,25 +14,27 @@ use datafusion::sql::sqlparser::ast;
 use fibers_catalog::ObjectKind;
 
 use crate::join::StreamJoin;
+use crate::time::{TimeAttribute, time_attribute};
 use crate::window::{
     ARRIVAL_TIME_COLUMN, WINDOW_END, WINDOW_START, Window, WindowKind, check_session,
     rewrite_windows,
 };
 use crate::{Error, Result, streaming_session_state};
 
-/// What the planner needs to know about a stream.
+/// What the planner needs to know about a stream, or a view read as one.
 #[derive(Debug, Clone)]
 pub struct StreamInfo {
     /// Its columns, as its source produces them.
     pub schema: SchemaRef,
-    /// Its time attribute: the WATERMARK column, or [`ARRIVAL_TIME_COLUMN`]
-    /// for a stream declared without one.
-    pub time_column: String,
+    /// Its time attribute: a stream's WATERMARK column, or
+    /// [`ARRIVAL_TIME_COLUMN`] for a stream declared without one; a view's
+    /// [`TimeAttribute`], if its rows carry event time.
+    pub time_column: Option<String>,
 }
 
 /// Looks up the objects a continuous query names.
 pub trait StreamResolver: Sync {
-    /// The stream called `name`, if there is one.
+    /// The stream (or view) called `name`, if there is one.
     fn stream(&self, name: &str) -> Option<StreamInfo>;
 
     /// The kind of the object called `name`, if there is one.
@@ -55,8 +57,8 @@ pub struct QueryInput {
     /// The schema the plan scans it with: its columns, plus `window_start`
     /// and `window_end` when the query reads it through a window.
     pub schema: SchemaRef,
-    /// Its event-time column.
-    pub time_column: String,
+    /// Its event-time column; a view may have none.
+    pub time_column: Option<String>,
 }
 
 /// A planned view or sink query: DataFusion's plan over one batch of its
@@ -78,6 +80,8 @@ pub struct ContinuousQuery {
     pub input_schema: SchemaRef,
     /// Whether the plan aggregates (and so emits only when windows close).
     pub aggregates: bool,
+    /// The output column that carries event time, if one does.
+    pub time_attribute: Option<TimeAttribute>,
     /// The logical plan over the input table.
     pub plan: LogicalPlan,
     /// The session the plan was made in, for physical planning.
@@ -106,12 +110,13 @@ pub async fn plan_continuous_query(
             continue;
         }
         match resolver.kind_of(relation) {
-            Some(ObjectKind::Stream) => streams.push(relation.clone()),
+            // A view's rows reach the query in process, as a stream's do.
+            Some(ObjectKind::Stream | ObjectKind::View) => streams.push(relation.clone()),
             Some(ObjectKind::Table) => tables.push(relation.clone()),
             Some(kind) => {
                 return Err(Error::invalid(format!(
-                    "'{name}' reads {kind} '{relation}': continuous queries read streams; \
-                     query the archive of '{relation}' with an ad-hoc SELECT instead"
+                    "'{name}' reads {kind} '{relation}': continuous queries read streams and \
+                     views; query the archive of '{relation}' with an ad-hoc SELECT instead"
                 )));
             }
             None => return Err(Error::invalid(format!("table '{relation}' not found"))),
@@ -174,7 +179,10 @@ pub async fn plan_continuous_query(
             .as_ref()
             .filter(|_| windowed.contains(stream))
             .map(|w| Window {
-                time_column: info.time_column.clone(),
+                time_column: info
+                    .time_column
+                    .clone()
+                    .unwrap_or_else(|| w.time_column.clone()),
                 ..w.clone()
             });
         let schema = input_schema(&info.schema, stream_window.as_ref());
@@ -201,26 +209,31 @@ pub async fn plan_continuous_query(
     let stream_joins = crate::join::stream_joins(&plan, &streams);
     if !stream_joins.is_empty() {
         check_lookup_joins(&streams, &plan)?;
-        let joined: Vec<_> = inputs
-            .iter()
-            .map(|input| crate::join::JoinedStream {
-                name: &input.stream,
-                time_column: &input.time_column,
-                windowed: windowed.contains(&input.stream),
-            })
-            .collect();
-        if inputs.iter().any(|i| i.time_column == ARRIVAL_TIME_COLUMN) {
+        let without_event_time = |i: &&QueryInput| {
+            i.time_column
+                .as_deref()
+                .is_none_or(|c| c == ARRIVAL_TIME_COLUMN)
+        };
+        if inputs.iter().any(|i| without_event_time(&i)) {
             return Err(Error::invalid(format!(
                 "the query of '{name}' joins streams, which needs event time: declare \
                  `WATERMARK FOR <column> AS <column> - INTERVAL '5' SECOND` on {}",
                 inputs
                     .iter()
-                    .filter(|i| i.time_column == ARRIVAL_TIME_COLUMN)
+                    .filter(without_event_time)
                     .map(|i| format!("'{}'", i.stream))
                     .collect::<Vec<_>>()
                     .join(" and ")
             )));
         }
+        let joined: Vec<_> = inputs
+            .iter()
+            .map(|input| crate::join::JoinedStream {
+                name: &input.stream,
+                time_column: input.time_column.as_deref().unwrap_or_default(),
+                windowed: windowed.contains(&input.stream),
+            })
+            .collect();
         let join = crate::join::plan_stream_join(&plan, &stream_joins, &joined, window.as_ref())?;
         let aggregates = join == crate::join::StreamJoin::Windowed;
         let plan = match join {
@@ -232,6 +245,7 @@ pub async fn plan_continuous_query(
                 plan
             }
         };
+        let time_attribute = time_attribute(&plan, &inputs, window.as_ref(), Some(&join));
         return Ok(ContinuousQuery {
             input_schema: Arc::clone(&inputs[0].schema),
             source,
@@ -240,6 +254,7 @@ pub async fn plan_continuous_query(
             window,
             join: Some(join),
             aggregates,
+            time_attribute,
             plan,
             state,
         });
@@ -272,6 +287,7 @@ pub async fn plan_continuous_query(
         }
         _ => plan,
     };
+    let time_attribute = time_attribute(&plan, &inputs, window.as_ref(), None);
     Ok(ContinuousQuery {
         input_schema: Arc::clone(&inputs[0].schema),
         source,
@@ -280,6 +296,7 @@ pub async fn plan_continuous_query(
         window,
         join: None,
         aggregates,
+        time_attribute,
         plan,
         state,
     })
@@ -326,6 +343,13 @@ fn check_lookup_joins(streams: &[String], plan: &LogicalPlan) -> Result<()> {
 fn check_window(stream: &str, window: &Window, info: &StreamInfo) -> Result<Window> {
     let function = window.function();
     let column = &window.time_column;
+    let Some(time_column) = &info.time_column else {
+        return Err(Error::invalid(format!(
+            "{function} over '{stream}' needs event time, and no column of '{stream}' carries \
+             it: a view's rows carry event time in a column passed through from its input's \
+             event time, or its window_start or window_end"
+        )));
+    };
     let field = info.schema.field_with_name(column).map_err(|_| {
         Error::invalid(format!(
             "{function} time column '{column}' is not a column of stream '{stream}'"
@@ -337,14 +361,21 @@ fn check_window(stream: &str, window: &Window, info: &StreamInfo) -> Result<Wind
             crate::arrow_type_to_sql(field.data_type())
         )));
     }
-    if *column != info.time_column {
-        let fix = if info.time_column == ARRIVAL_TIME_COLUMN {
+    if column == WINDOW_START || column == WINDOW_END {
+        return Err(Error::invalid(format!(
+            "{function} over '{stream}' would add columns window_start and window_end, and \
+             '{stream}' has a column '{column}' already: rename it where '{stream}' is \
+             defined ({column} AS ...) to window over it"
+        )));
+    }
+    if column != time_column {
+        let fix = if time_column == ARRIVAL_TIME_COLUMN {
             format!(
                 "declare `WATERMARK FOR {column} AS {column} - INTERVAL '5' SECOND` on the stream, \
                  or window on {ARRIVAL_TIME_COLUMN} (arrival time)"
             )
         } else {
-            format!("window on '{}'", info.time_column)
+            format!("window on '{time_column}'")
         };
         return Err(Error::invalid(format!(
             "{function} time column '{column}' is not the event time of stream '{stream}': {fix}"

@@ -251,46 +251,102 @@ async fn joins_stopped_midway_resume_to_the_same_rows_as_an_uninterrupted_run() 
     for view in ["same_second", "close_by"] {
         let expected = archived(whole.path(), view);
         assert!(expected.len() > 5, "{view}: {} rows", expected.len());
-        let got = archived(cut.path(), view);
-        // Multiset differences: both lists are sorted.
-        let (mut missing, mut extra) = (Vec::new(), Vec::new());
-        let (mut i, mut j) = (0, 0);
-        while i < expected.len() || j < got.len() {
-            match (expected.get(i), got.get(j)) {
-                (Some(x), Some(y)) if x == y => {
-                    i += 1;
-                    j += 1;
-                }
-                (Some(x), Some(y)) if x < y => {
-                    missing.push(x);
-                    i += 1;
-                }
-                (Some(x), None) => {
-                    missing.push(x);
-                    i += 1;
-                }
-                (_, Some(y)) => {
-                    extra.push(y);
-                    j += 1;
-                }
-                (None, None) => break,
-            }
-        }
-        assert!(
-            got.len() == expected.len() && missing.is_empty() && extra.is_empty(),
-            "{view}: {} rows after the resume, {} uninterrupted; {} missing (first: {:?}), \
-             {} extra (first: {:?})",
-            got.len(),
-            expected.len(),
-            missing.len(),
-            missing.first(),
-            extra.len(),
-            extra.first()
-        );
+        assert_same_rows(view, &expected, &archived(cut.path(), view));
     }
     let total = archived(whole.path(), "close_by").len();
     assert!(
         0 < before && before < total,
         "the stop came midway: {before} of {total} interval-join rows before it"
+    );
+}
+
+/// Asserts two sorted multisets of rows are equal, naming the first
+/// missing and extra rows.
+fn assert_same_rows(view: &str, expected: &[String], got: &[String]) {
+    // Multiset differences: both lists are sorted.
+    let (mut missing, mut extra) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < expected.len() || j < got.len() {
+        match (expected.get(i), got.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                missing.push(x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                missing.push(x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                extra.push(y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    assert!(
+        got.len() == expected.len() && missing.is_empty() && extra.is_empty(),
+        "{view}: {} rows after the resume, {} uninterrupted; {} missing (first: {:?}), \
+         {} extra (first: {:?})",
+        got.len(),
+        expected.len(),
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+}
+
+const CHAIN: &str = "
+    CREATE STREAM a WITH (connector = 'stocks', rate = '1000', limit = '3000', symbols = '3',
+                          seed = '1', disorder = '50ms', start = '2025-01-02T14:30:00Z');
+    CREATE MATERIALIZED VIEW lots WITH (archive = 'none') AS
+      SELECT symbol, volume, ts AS traded_at FROM a WHERE volume >= 200;
+    CREATE MATERIALIZED VIEW per_100ms WITH (archive = 'none') AS
+      SELECT symbol, window_start AS at, sum(volume) AS volume, count(*) AS trades
+      FROM TUMBLE(lots, traded_at, INTERVAL '100' MILLISECOND) GROUP BY symbol, window_start, window_end;
+    CREATE MATERIALIZED VIEW per_500ms WITH (path = 'per_500ms') AS
+      SELECT symbol, window_start AS at, sum(volume) AS volume, sum(trades) AS trades
+      FROM TUMBLE(per_100ms, at, INTERVAL '500' MILLISECOND) GROUP BY symbol, window_start, window_end;
+    CREATE MATERIALIZED VIEW busy WITH (path = 'busy') AS
+      SELECT symbol, at, trades FROM per_500ms WHERE trades >= 40;";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_of_views_stopped_midway_resume_to_the_same_rows_as_an_uninterrupted_run() {
+    let whole = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(whole.path())).await.unwrap();
+    engine.execute_script(CHAIN).await.unwrap();
+    engine.wait_for_bounded_jobs().await;
+    engine.shutdown().await;
+    drop(engine);
+
+    // Stopped a second into the feed, each job with a last checkpoint of
+    // every operator in its chain, then resumed to the end.
+    let cut = tempfile::tempdir().unwrap();
+    let engine = Engine::open(config(cut.path())).await.unwrap();
+    engine.execute_script(CHAIN).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    engine.shutdown().await;
+    drop(engine);
+    let before = archived(cut.path(), "per_500ms").len();
+    let engine = Engine::open(config(cut.path())).await.unwrap();
+    engine.wait_for_bounded_jobs().await;
+    let failures = engine.failures().await;
+    engine.shutdown().await;
+    drop(engine);
+    assert!(failures.is_empty(), "{failures:?}");
+
+    for view in ["per_500ms", "busy"] {
+        let expected = archived(whole.path(), view);
+        assert!(expected.len() > 3, "{view}: {} rows", expected.len());
+        assert_same_rows(view, &expected, &archived(cut.path(), view));
+    }
+    let total = archived(whole.path(), "per_500ms").len();
+    assert!(
+        0 < before && before < total,
+        "the stop came midway: {before} of {total} rows before it"
     );
 }

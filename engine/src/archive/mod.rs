@@ -21,7 +21,9 @@ use crate::connector::kafka::{KafkaSinkConfig, KafkaWriter, SINK_OPTIONS};
 use crate::{Error, Result};
 
 /// Archive formats.
-pub(crate) const FORMATS: &[&str] = &["delta", "parquet"];
+/// Archive formats of a view; `none` keeps nothing (an intermediate view
+/// that other views read).
+pub(crate) const FORMATS: &[&str] = &["delta", "parquet", "none"];
 
 /// Sink connectors: the archive formats, Kafka topics, and `discard`.
 pub(crate) const SINK_CONNECTORS: &[&str] = &["delta", "parquet", "kafka", "discard"];
@@ -115,6 +117,9 @@ impl ArchiveConfig {
                 "parquet" => ArchiveFormat::Parquet,
                 "kafka" if sink => ArchiveFormat::Kafka,
                 "discard" if sink => ArchiveFormat::Discard,
+                // A view that keeps nothing: its rows only reach the views
+                // and sinks that read it, and its subscribers.
+                "none" if !sink => ArchiveFormat::Discard,
                 _ => {
                     let valid = if sink { SINK_CONNECTORS } else { FORMATS };
                     return Err(Error::invalid(format!(
@@ -236,8 +241,9 @@ impl ArchiveConfig {
                 self.path_written
             ))),
             ArchiveFormat::Discard => Err(Error::invalid(format!(
-                "sink '{name}' discards its rows and keeps no table; \
-                 create a view or a delta/parquet sink to query its results"
+                "'{name}' keeps no table (a view with archive = 'none', or a discard sink), so \
+                 there is nothing to query; SUBSCRIBE to its rows, or give it an archive \
+                 (archive = 'delta') to query its results"
             ))),
         }
     }

@@ -502,7 +502,7 @@ impl StreamDef {
     pub fn info(&self) -> StreamInfo {
         StreamInfo {
             schema: Arc::clone(&self.schema),
-            time_column: self.time_column.clone(),
+            time_column: Some(self.time_column.clone()),
         }
     }
 

@@ -92,7 +92,7 @@ fn sides(
             let assigner = match window {
                 Some(w) => Some(WindowAssigner::new(
                     &Window {
-                        time_column: input.time_column.clone(),
+                        time_column: input.time_column.clone().unwrap_or_default(),
                         ..w.clone()
                     },
                     &input.schema,
@@ -646,7 +646,7 @@ mod tests {
         cut: Option<usize>,
     ) -> Vec<RecordBatch> {
         let new = || async {
-            build(query, union, query.state.task_ctx(), None)
+            build(query, Some(union), query.state.task_ctx(), None)
                 .await
                 .unwrap()
         };
@@ -712,7 +712,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (union, query) = setup(dir.path()).await;
         let input = input(&union);
-        let mut operator = build(&query, &union, query.state.task_ctx(), None)
+        let mut operator = build(&query, Some(&union), query.state.task_ctx(), None)
             .await
             .unwrap();
         let mut watermark = Watermark::default();

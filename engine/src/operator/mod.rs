@@ -69,11 +69,11 @@ pub(crate) trait Operator: Send {
 /// `skip_through`: windows ending at or before this watermark were committed
 /// by an earlier run of the job and are not emitted again.
 ///
-/// `stream` is what the job reads: the query's stream, or for a join of
-/// two streams both read as one.
+/// `stream` is what the operator reads: the query's stream, or for a join
+/// of two streams both read as one; `None` for a query over a view.
 pub(crate) async fn build(
     query: &ContinuousQuery,
-    stream: &StreamDef,
+    stream: Option<&StreamDef>,
     ctx: Arc<TaskContext>,
     skip_through: Option<i64>,
 ) -> Result<Box<dyn Operator>> {
@@ -84,6 +84,7 @@ pub(crate) async fn build(
         datafusion::physical_plan::displayable(plan.as_ref()).indent(true)
     );
     if let Some(kind) = &query.join {
+        let stream = stream.ok_or_else(|| Error::invalid("a join reads streams, not a view"))?;
         let router = match &stream.connector {
             ConnectorConfig::Union(streams) => {
                 let [first, second] = streams.as_ref();
