@@ -200,3 +200,150 @@ fn trace_expr(input: &LogicalPlan, expr: &Expr) -> Option<Origin> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+    use datafusion::catalog::TableProvider;
+    use datafusion::datasource::MemTable;
+    use fibers_catalog::ObjectKind;
+
+    use super::*;
+    use crate::planner::{StreamInfo, StreamResolver, plan_continuous_query};
+    use crate::{Statement, parse_script};
+
+    const SECOND: i64 = 1_000_000_000;
+
+    /// One stream, `trades (symbol, volume, ts)`, with event time `ts`.
+    struct Trades;
+
+    impl Trades {
+        fn schema() -> SchemaRef {
+            Arc::new(Schema::new(vec![
+                Field::new("symbol", DataType::Utf8, false),
+                Field::new("volume", DataType::Int64, true),
+                Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            ]))
+        }
+    }
+
+    impl StreamResolver for Trades {
+        fn stream(&self, name: &str) -> Option<StreamInfo> {
+            (name == "trades").then(|| StreamInfo {
+                schema: Trades::schema(),
+                time_column: Some("ts".into()),
+            })
+        }
+
+        fn kind_of(&self, name: &str) -> Option<ObjectKind> {
+            (name == "trades").then_some(ObjectKind::Stream)
+        }
+
+        fn input_table(&self, _stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+            Arc::new(MemTable::try_new(schema, vec![vec![]]).expect("an empty table"))
+        }
+
+        fn reference_table(&self, _name: &str) -> Option<Arc<dyn TableProvider>> {
+            None
+        }
+    }
+
+    async fn plan(sql: &str) -> ContinuousQuery {
+        let script = format!("CREATE MATERIALIZED VIEW v AS {sql}");
+        let parsed = parse_script(&script).expect("parse");
+        let Some(Statement::CreateView(create)) = parsed.into_iter().next().map(|s| s.statement)
+        else {
+            panic!("not a view: {script}");
+        };
+        plan_continuous_query("v", &create.query, &Trades)
+            .await
+            .expect("plan")
+    }
+
+    fn attribute(column: &str, kind: TimeKind) -> Option<TimeAttribute> {
+        Some(TimeAttribute {
+            column: column.into(),
+            kind,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_renamed_event_time_passes_the_watermark_through() {
+        let query = plan("SELECT symbol, ts AS traded_at FROM trades WHERE volume > 10").await;
+        assert_eq!(
+            query.time_attribute,
+            attribute("traded_at", TimeKind::EventTime)
+        );
+        assert_eq!(query.output_watermark(95 * SECOND), Some(95 * SECOND));
+    }
+
+    #[tokio::test]
+    async fn a_tumbling_aggregate_holds_back_to_its_oldest_open_window() {
+        let query = plan(
+            "SELECT symbol, window_start AS minute, sum(volume) AS vol \
+             FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE) GROUP BY symbol, window_start, window_end",
+        )
+        .await;
+        assert_eq!(
+            query.time_attribute,
+            attribute("minute", TimeKind::WindowStart)
+        );
+        // At 95 s the window [0, 60) has closed and [60, 120) is open.
+        assert_eq!(query.output_watermark(95 * SECOND), Some(60 * SECOND));
+        // At exactly 120 s, [60, 120) has closed too.
+        assert_eq!(query.output_watermark(120 * SECOND), Some(120 * SECOND));
+        // Before any window closed, and at the ends of time.
+        assert_eq!(query.output_watermark(-5 * SECOND), Some(-60 * SECOND));
+        assert_eq!(query.output_watermark(i64::MAX), Some(i64::MAX));
+        assert_eq!(query.output_watermark(i64::MIN), Some(i64::MIN));
+    }
+
+    #[tokio::test]
+    async fn a_hopping_aggregate_holds_back_to_its_oldest_open_window() {
+        let query = plan(
+            "SELECT symbol, window_end, count(*) AS n \
+             FROM HOP(trades, ts, INTERVAL '20' SECOND, INTERVAL '60' SECOND) \
+             GROUP BY symbol, window_start, window_end",
+        )
+        .await;
+        assert_eq!(
+            query.time_attribute,
+            attribute("window_end", TimeKind::WindowEnd)
+        );
+        // At 90 s, [20, 80) has closed and [40, 100) is the oldest open.
+        assert_eq!(query.output_watermark(90 * SECOND), Some(100 * SECOND));
+    }
+
+    #[tokio::test]
+    async fn a_tumble_without_aggregates_labels_rows_with_their_window() {
+        let query = plan(
+            "SELECT symbol, window_start, ts FROM TUMBLE(trades, ts, INTERVAL '10' SECOND)",
+        )
+        .await;
+        assert_eq!(
+            query.time_attribute,
+            attribute("window_start", TimeKind::WindowStart)
+        );
+        assert_eq!(query.output_watermark(95 * SECOND), Some(90 * SECOND));
+    }
+
+    #[tokio::test]
+    async fn outputs_without_event_time_have_no_attribute() {
+        for sql in [
+            // The window's columns are grouped by but not kept.
+            "SELECT symbol, sum(volume) AS vol FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE) \
+             GROUP BY symbol, window_start, window_end",
+            // Computed from event time is not event time.
+            "SELECT symbol, ts + INTERVAL '1' SECOND AS later FROM trades",
+            // A session closes after a gap, later than any bound on its rows.
+            "SELECT symbol, window_start, count(*) AS n \
+             FROM SESSION(trades, ts, INTERVAL '30' SECOND) GROUP BY symbol, window_start, window_end",
+        ] {
+            let query = plan(sql).await;
+            assert_eq!(query.time_attribute, None, "{sql}");
+            assert_eq!(query.output_watermark(95 * SECOND), None, "{sql}");
+        }
+    }
+}
