@@ -492,7 +492,7 @@ impl Engine {
             Statement::Describe(name) => {
                 self.wait_for_bounded_jobs().await;
                 let objects = self.objects.lock().await;
-                query::describe(name, &objects)
+                query::describe(name, &objects, &self.catalog)
             }
             Statement::ShowTopics { brokers } => {
                 let (brokers, properties) = self.kafka_cluster(brokers.as_deref()).await?;

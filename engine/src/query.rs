@@ -118,7 +118,52 @@ pub(crate) fn show(
     }
 }
 
+/// What each object reads and what reads it, from the catalog's
+/// definitions: names in order, joined for a text column.
+struct Lineage {
+    upstream: BTreeMap<String, Vec<String>>,
+    downstream: BTreeMap<String, Vec<String>>,
+}
+
+impl Lineage {
+    fn of(catalog: &Catalog) -> Result<Self> {
+        let mut lineage = Lineage {
+            upstream: BTreeMap::new(),
+            downstream: BTreeMap::new(),
+        };
+        for definition in catalog.list(None)? {
+            for dependency in &definition.depends_on {
+                lineage
+                    .downstream
+                    .entry(dependency.clone())
+                    .or_default()
+                    .push(definition.name.clone());
+            }
+            lineage
+                .upstream
+                .insert(definition.name, definition.depends_on);
+        }
+        for readers in lineage.downstream.values_mut() {
+            readers.sort();
+        }
+        Ok(lineage)
+    }
+
+    /// The objects `name` reads, as `a, b`.
+    fn upstream(&self, name: &str) -> String {
+        self.upstream.get(name).map_or_else(String::new, |n| n.join(", "))
+    }
+
+    /// The objects that read `name`, as `a, b`.
+    fn downstream(&self, name: &str) -> String {
+        self.downstream
+            .get(name)
+            .map_or_else(String::new, |n| n.join(", "))
+    }
+}
+
 fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
+    let lineage = Lineage::of(catalog)?;
     let mut names = Vec::new();
     let mut kinds = Vec::new();
     let mut statuses = Vec::new();
@@ -219,8 +264,13 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
         // Of the late rows, those dropped because the watermark had moved
         // on while their partition was idle.
         Field::new("idle_late_rows", DataType::UInt64, false),
+        // The objects the job reads, and those that read its rows.
+        Field::new("upstream", DataType::Utf8, false),
+        Field::new("downstream", DataType::Utf8, false),
     ]));
     let [input, output, late, idle_late, bad] = counters;
+    let upstream: Vec<String> = names.iter().map(|n| lineage.upstream(n)).collect();
+    let downstream: Vec<String> = names.iter().map(|n| lineage.downstream(n)).collect();
     let batch = RecordBatch::try_new(
         Arc::clone(&schema),
         vec![
@@ -253,6 +303,8 @@ fn show_jobs(objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
                 recoveries.iter().map(|r| r.map(|r| r.duration_ms)),
             )),
             Arc::new(UInt64Array::from(idle_late)),
+            Arc::new(StringArray::from(upstream)),
+            Arc::new(StringArray::from(downstream)),
         ],
     )?;
     Ok(StatementResult::Rows {
@@ -268,8 +320,11 @@ fn format_millis(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// `DESCRIBE name`: the columns of a stream, view or sink.
-pub(crate) fn describe(name: &str, objects: &Objects) -> Result<StatementResult> {
+/// `DESCRIBE name`: the columns of a stream, view, sink or table, then (as
+/// RisingWave's `DESCRIBE` adds its keys) a row `upstream` naming what it
+/// reads and a row `downstream` naming what reads it, each where there
+/// is any.
+pub(crate) fn describe(name: &str, objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
     let schema = if let Some(s) = objects.streams.get(name) {
         Arc::clone(&s.schema)
     } else if let Some(o) = objects.outputs.get(name) {
@@ -279,20 +334,27 @@ pub(crate) fn describe(name: &str, objects: &Objects) -> Result<StatementResult>
     } else {
         return Err(Error::invalid(format!("'{name}' does not exist")));
     };
-    text_rows(
-        &["column_name", "data_type", "is_nullable"],
-        schema
-            .fields()
-            .iter()
-            .map(|f| {
-                vec![
-                    f.name().clone(),
-                    arrow_type_to_sql(f.data_type()),
-                    if f.is_nullable() { "YES" } else { "NO" }.into(),
-                ]
-            })
-            .collect(),
-    )
+    let mut rows: Vec<Vec<String>> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            vec![
+                f.name().clone(),
+                arrow_type_to_sql(f.data_type()),
+                if f.is_nullable() { "YES" } else { "NO" }.into(),
+            ]
+        })
+        .collect();
+    let lineage = Lineage::of(catalog)?;
+    for (section, names) in [
+        ("upstream", lineage.upstream(name)),
+        ("downstream", lineage.downstream(name)),
+    ] {
+        if !names.is_empty() {
+            rows.push(vec![section.into(), names, String::new()]);
+        }
+    }
+    text_rows(&["column_name", "data_type", "is_nullable"], rows)
 }
 
 /// What ad-hoc queries can read: the engine's objects at the time.
