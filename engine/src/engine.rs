@@ -1,6 +1,6 @@
 //! The engine: a data dir's catalog, streams, views, sinks and their jobs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -888,9 +888,14 @@ impl Engine {
     /// archive is rewritten for the replayed windows: each commit of the
     /// replay replaces the windows it covers, in one Delta commit.
     ///
-    /// The new job is planned, and every stream it reads is checked for the
-    /// replay, before the old job stops: a RESTART that cannot run leaves
-    /// the old job running.
+    /// The views and sinks that read a view, directly or through others,
+    /// compute its rows in their own jobs, so they replay with it, from the
+    /// same point: a reader whose archive cannot be replayed from there
+    /// refuses the whole statement, naming it.
+    ///
+    /// Every job is planned, and every stream it reads is checked for the
+    /// replay, before any stops: a RESTART that cannot run leaves the old
+    /// jobs running.
     async fn restart(
         &self,
         kind: ObjectKind,
@@ -900,25 +905,6 @@ impl Engine {
         let done = match kind {
             ObjectKind::View => "ALTER MATERIALIZED VIEW",
             _ => "ALTER SINK",
-        };
-        let definition = self
-            .catalog
-            .list(Some(kind))?
-            .into_iter()
-            .find(|d| d.name == name)
-            .ok_or_else(|| fibers_catalog::Error::NotFound {
-                kind,
-                name: name.to_string(),
-            })?;
-        let Some(Statement::CreateView(create) | Statement::CreateSink(create)) =
-            fibers_sql::parse_script(&definition.sql)?
-                .into_iter()
-                .next()
-                .map(|s| s.statement)
-        else {
-            return Err(Error::invalid(format!(
-                "the definition of '{name}' is damaged"
-            )));
         };
         let from = match from {
             RestartFrom::Earliest => ReplayFrom::Earliest,
@@ -935,7 +921,87 @@ impl Engine {
                     })?,
             ),
         };
-        let _busy = self.reserve(name, "restarting")?;
+        let targets = self.restart_targets(kind, name)?;
+        let _busy = targets
+            .iter()
+            .map(|(_, target, _)| self.reserve(target, "restarting"))
+            .collect::<Result<Vec<_>>>()?;
+        for (kind, target, create) in &targets {
+            self.plan_restart(*kind, target, create, from)
+                .await
+                .map_err(|e| match e {
+                    Error::Invalid(message) if target != name => Error::Invalid(format!(
+                        "'{target}' reads '{name}' and replays with it: {message}"
+                    )),
+                    e => e,
+                })?;
+        }
+        // Upstream first: a reader is planned again once the view it reads
+        // runs anew (its plan checks that view's feed).
+        for (kind, target, create) in &targets {
+            let plan = self.plan_restart(*kind, target, create, from).await?;
+            self.run_restart(target, plan, from).await?;
+        }
+        Ok(StatementResult::Done(done.into()))
+    }
+
+    /// The job `name` and the views and sinks reading it, directly or
+    /// through others, in the order they were created (so each comes after
+    /// what it reads), each with its definition.
+    fn restart_targets(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<(ObjectKind, String, CreateQuery)>> {
+        let definitions = self.catalog.list(None)?;
+        if !definitions
+            .iter()
+            .any(|d| d.name == name && d.kind == kind)
+        {
+            return Err(fibers_catalog::Error::NotFound {
+                kind,
+                name: name.to_string(),
+            }
+            .into());
+        }
+        let mut names = BTreeSet::from([name]);
+        let mut targets = Vec::new();
+        for definition in &definitions {
+            let wanted = definition.name == name
+                || (definition.kind.runs_job()
+                    && definition
+                        .depends_on
+                        .iter()
+                        .any(|d| names.contains(d.as_str())));
+            if !wanted {
+                continue;
+            }
+            names.insert(&definition.name);
+            let Some(Statement::CreateView(create) | Statement::CreateSink(create)) =
+                fibers_sql::parse_script(&definition.sql)?
+                    .into_iter()
+                    .next()
+                    .map(|s| s.statement)
+            else {
+                return Err(Error::invalid(format!(
+                    "the definition of '{}' is damaged",
+                    definition.name
+                )));
+            };
+            targets.push((definition.kind, definition.name.clone(), create));
+        }
+        Ok(targets)
+    }
+
+    /// Plans job `name` again for a replay from `from`, checking that its
+    /// streams and its archive can replay from there.
+    async fn plan_restart(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        create: &CreateQuery,
+        from: ReplayFrom,
+    ) -> Result<RestartPlan> {
         let output = self
             .objects
             .lock()
@@ -944,7 +1010,7 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| missing_object(name))?;
-        let prepared = self.prepare_output(kind, &create).await?;
+        let prepared = self.prepare_output(kind, create).await?;
         // Every stream it reads (both of a join's) must replay from there.
         prepared.stream.replaying(from)?;
         let windowed = output.schema.index_of(fibers_sql::WINDOW_START).is_ok();
@@ -965,6 +1031,23 @@ impl Engine {
                  EARLIEST, or archive the view to Delta to reprocess part of it"
             )));
         }
+        Ok(RestartPlan {
+            prepared,
+            output,
+            windowed,
+            parquet,
+        })
+    }
+
+    /// Stops job `name` and starts it again as `plan` says, replaying from
+    /// `from`.
+    async fn run_restart(&self, name: &str, plan: RestartPlan, from: ReplayFrom) -> Result<()> {
+        let RestartPlan {
+            prepared,
+            output,
+            windowed,
+            parquet,
+        } = plan;
         // The job's last checkpoint commits what it emitted; the windows
         // committed so far are what the replay replaces. It stops without
         // the lock: other statements go on meanwhile.
@@ -1018,9 +1101,7 @@ impl Engine {
             committed_watermark: None,
             counters: Default::default(),
         })?;
-        self.start_output(prepared, None, true, Some(replay))
-            .await?;
-        Ok(StatementResult::Done(done.into()))
+        self.start_output(prepared, None, true, Some(replay)).await
     }
 
     /// The checkpoints of job `name`.
@@ -1255,6 +1336,15 @@ struct PlannedOutput {
     tables: Vec<Arc<ReferenceTable>>,
     archive: ArchiveConfig,
     schema: SchemaRef,
+}
+
+/// A job planned again for a RESTART, with what its archive allows.
+struct RestartPlan {
+    prepared: PlannedOutput,
+    /// The view or sink as it runs now.
+    output: Output,
+    windowed: bool,
+    parquet: bool,
 }
 
 /// The chain of views a query over a view reads, from the one reading
