@@ -10,7 +10,7 @@ use fibers_catalog::{Catalog, JobCounters, JobRecord, JobStatus};
 use fibers_sql::ContinuousQuery;
 use tokio::sync::{Notify, mpsc, watch};
 
-use crate::archive::{Archive, ArchiveConfig};
+use crate::archive::{Archive, ArchiveConfig, ArchiveFormat};
 use crate::checkpoint::{
     CheckpointStore, Counters, Manifest, OperatorManifest, OperatorState, Replay, StageManifest,
     WatermarkState,
@@ -671,13 +671,14 @@ async fn run_job(
     let Start {
         mut upstream,
         mut operator,
-        mut archive,
+        archive,
         source,
         watermarks,
-        mut epochs,
+        epochs,
     } = start(&spec, metrics, committed)
         .await
         .map_err(|e| (e, committed))?;
+    let spec = Arc::new(spec);
     let record = JobRecord {
         name: name.clone(),
         status: JobStatus::Running,
@@ -736,7 +737,24 @@ async fn run_job(
 
     let interval = spec.checkpoints.interval;
     let max_rows = spec.archive.commit.max_rows;
-    let mut committed = committed;
+    let checkpointing = epochs.store.is_some();
+    let skip_before = epochs.replay.as_ref().and_then(|r| r.skip_before);
+    let discard = spec.archive.format == ArchiveFormat::Discard;
+    // The rows emitted since the last barrier, for the archive.
+    let mut epoch_rows: Vec<RecordBatch> = Vec::new();
+    let mut epoch_row_count = 0;
+    // Each epoch is staged and committed by the committer while the job
+    // goes on with the next one.
+    let (epoch_tx, epoch_rx) = mpsc::channel(EPOCHS_IN_FLIGHT);
+    let committer = tokio::spawn(commit_epochs(
+        Arc::clone(&spec),
+        Arc::clone(metrics),
+        epochs,
+        archive,
+        committed,
+        epoch_rx,
+    ));
+    let mut committer_gone = false;
     // Barriers are due an interval after the previous one was asked for
     // (not after it completed), checked a few times per interval.
     let mut last_barrier = Instant::now();
@@ -779,7 +797,7 @@ async fn run_job(
                         }
                         Some(Ok(SourceMessage::Barrier(barrier))) => {
                             // With checkpoints off a barrier only commits.
-                            let state = if epochs.store.is_some() {
+                            let states = if checkpointing {
                                 let mut states = Vec::with_capacity(upstream.len() + 1);
                                 for stage in &upstream {
                                     states.push((
@@ -793,10 +811,19 @@ async fn run_job(
                             } else {
                                 Vec::new()
                             };
-                            checkpoint(
-                                &spec, metrics, &mut epochs, state, &mut archive,
-                                barrier, emitted_watermark, &mut committed,
-                            ).await?;
+                            let sealed = SealedEpoch {
+                                barrier,
+                                states,
+                                rows: std::mem::take(&mut epoch_rows),
+                                emitted_watermark,
+                                output_rows: metrics.output_rows.load(Ordering::Relaxed),
+                                feed_epoch: spec.feed.seal(),
+                            };
+                            epoch_row_count = 0;
+                            if epoch_tx.send(sealed).await.is_err() {
+                                committer_gone = true;
+                                return Err(Error::invalid("the committer stopped"));
+                            }
                             continue;
                         }
                         Some(Ok(SourceMessage::End)) => return Ok(JobState::Finished),
@@ -810,7 +837,7 @@ async fn run_job(
                         None => return Err(Error::invalid("the source stopped unexpectedly")),
                     };
                     for batch in out {
-                        let batch = match epochs.replay.as_ref().and_then(|r| r.skip_before) {
+                        let batch = match skip_before {
                             Some(before) => windows_from(batch, before)?,
                             None => batch,
                         };
@@ -818,10 +845,13 @@ async fn run_job(
                             continue;
                         }
                         metrics.output_rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-                        archive.buffer(&batch)?;
                         spec.feed.publish(&batch)?;
+                        if !discard {
+                            epoch_row_count += batch.num_rows();
+                            epoch_rows.push(batch);
+                        }
                     }
-                    if archive.buffered_rows() >= max_rows
+                    if epoch_row_count >= max_rows
                         && !barrier_wanted.swap(true, Ordering::SeqCst)
                     {
                         last_barrier = Instant::now();
@@ -836,6 +866,11 @@ async fn run_job(
                 // The source thread sends its last barrier and ends; the
                 // rows before it are checkpointed and committed above.
                 _ = stop.notify.notified(), if !stopping => stopping = true,
+                // A commit failed: the committer says why below.
+                _ = epoch_tx.closed() => {
+                    committer_gone = true;
+                    return Err(Error::invalid("the committer stopped"));
+                }
             }
         }
     }
@@ -849,27 +884,101 @@ async fn run_job(
         ))),
         _ => outcome,
     };
-    match outcome {
-        Ok(state) => Ok((state, committed)),
-        Err(e) => Err((e, committed)),
+    // The epochs sealed so far are committed before the job reports its
+    // end: a finished job's rows are all in its archive.
+    drop(epoch_tx);
+    let (commits, committed) = match committer.await {
+        Ok(done) => done,
+        Err(e) => (
+            Err(Error::invalid(format!(
+                "the committer failed: {}",
+                if e.is_panic() {
+                    crate::error::panic_message(e.into_panic())
+                } else {
+                    e.to_string()
+                }
+            ))),
+            committed,
+        ),
+    };
+    match (outcome, commits) {
+        (Ok(state), Ok(())) => Ok((state, committed)),
+        (Err(_), Err(e)) if committer_gone => Err((e, committed)),
+        (Ok(_), Err(e)) | (Err(e), _) => Err((e, committed)),
     }
+}
+
+/// An epoch the job has sealed at a barrier: the rows it emitted since the
+/// barrier before, and its operators' states at this one.
+struct SealedEpoch {
+    barrier: Barrier,
+    states: Vec<StageState>,
+    /// The rows for the archive (none for a discard sink).
+    rows: Vec<RecordBatch>,
+    emitted_watermark: Option<i64>,
+    /// The job's output rows at the barrier.
+    output_rows: u64,
+    /// The feed's epoch the rows were published in.
+    feed_epoch: u64,
+}
+
+/// Sealed epochs the job may run ahead of its committer by: it processes
+/// the next epoch while one is committed, and waits behind a slow archive
+/// rather than buffering without bound.
+const EPOCHS_IN_FLIGHT: usize = 1;
+
+/// A job's committer: takes the checkpoint of each epoch the job seals, in
+/// order, off the job's task, so writing files and committing them does
+/// not hold up processing. Ends when the job has sealed its last epoch,
+/// or at the first failure; returns the watermark committed through.
+async fn commit_epochs(
+    spec: Arc<JobSpec>,
+    metrics: Arc<JobMetrics>,
+    mut epochs: Epochs,
+    mut archive: Archive,
+    mut committed: Option<i64>,
+    mut sealed: mpsc::Receiver<SealedEpoch>,
+) -> (Result<()>, Option<i64>) {
+    while let Some(epoch) = sealed.recv().await {
+        let taken = checkpoint(
+            &spec,
+            &metrics,
+            &mut epochs,
+            &mut archive,
+            epoch,
+            &mut committed,
+        )
+        .await;
+        if let Err(e) = taken {
+            return (Err(e), committed);
+        }
+    }
+    (Ok(()), committed)
 }
 
 /// Takes checkpoint `epochs.next` at a barrier: stages the epoch's rows,
 /// writes the operator state and then the manifest, and commits the rows.
 /// With checkpoints off it stages and commits only.
-#[allow(clippy::too_many_arguments)]
 async fn checkpoint(
     spec: &JobSpec,
     metrics: &JobMetrics,
     epochs: &mut Epochs,
-    mut states: Vec<StageState>,
     archive: &mut Archive,
-    barrier: Barrier,
-    emitted_watermark: Option<i64>,
+    sealed: SealedEpoch,
     committed: &mut Option<i64>,
 ) -> Result<()> {
+    let SealedEpoch {
+        barrier,
+        mut states,
+        rows,
+        emitted_watermark,
+        output_rows,
+        feed_epoch,
+    } = sealed;
     let began = Instant::now();
+    for batch in &rows {
+        archive.buffer(batch)?;
+    }
     let epoch = epochs.next;
     let store = epochs.store.as_ref();
     let position = match (store, barrier.position) {
@@ -943,7 +1052,7 @@ async fn checkpoint(
                 ..r.clone()
             }),
             counters: Counters {
-                output_rows: metrics.output_rows.load(Ordering::Relaxed),
+                output_rows,
                 ..barrier.counters
             },
             archived: epochs.archived,
@@ -961,7 +1070,10 @@ async fn checkpoint(
     epochs.next += 1;
     if !staged.manifest.is_null() {
         spec.feed
-            .commit(archive.commit(&staged.manifest, epoch, store, false))
+            .commit_sealed(
+                feed_epoch,
+                archive.commit(&staged.manifest, epoch, store, false),
+            )
             .await?;
         metrics.commits.fetch_add(1, Ordering::Relaxed);
         epochs.archived = Some(epoch);

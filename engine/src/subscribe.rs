@@ -55,9 +55,13 @@ impl std::fmt::Debug for Feed {
 
 struct FeedState {
     sender: broadcast::Sender<RecordBatch>,
-    /// Rows emitted since the last commit, kept only when the archive can
-    /// be read back (not for Kafka sinks).
-    uncommitted: Option<Vec<RecordBatch>>,
+    /// Rows emitted and not yet committed, each with the epoch it belongs
+    /// to; kept only when the archive can be read back (not for Kafka
+    /// sinks). The job commits asynchronously, so rows of the next epochs
+    /// come in while one is committed.
+    uncommitted: Option<Vec<(u64, RecordBatch)>>,
+    /// The epoch rows published now belong to (see [`Feed::seal`]).
+    open: u64,
 }
 
 impl Feed {
@@ -71,6 +75,7 @@ impl Feed {
             state: Mutex::new(FeedState {
                 sender,
                 uncommitted: archived.then(Vec::new),
+                open: 0,
             }),
             commits: RwLock::new(()),
         }
@@ -80,23 +85,48 @@ impl Feed {
     pub fn publish(&self, batch: &RecordBatch) -> Result<()> {
         let batch = to_archive(batch, &self.schema)?;
         let mut state = self.lock();
+        let open = state.open;
         if let Some(uncommitted) = &mut state.uncommitted {
-            uncommitted.push(batch.clone());
+            uncommitted.push((open, batch.clone()));
         }
         // An error only says that nobody subscribes.
         let _unheard = state.sender.send(batch);
         Ok(())
     }
 
-    /// Runs `commit` (the archive's commit) with snapshots kept out; once
-    /// it succeeded, its rows are the archive's, no longer uncommitted.
-    pub async fn commit<T>(&self, commit: impl Future<Output = Result<T>>) -> Result<T> {
+    /// Closes the epoch the rows published so far belong to, at a
+    /// barrier: what is published from now on belongs to the next one.
+    /// Returns the epoch closed, for [`Feed::commit_sealed`].
+    pub fn seal(&self) -> u64 {
+        let mut state = self.lock();
+        state.open += 1;
+        state.open - 1
+    }
+
+    /// Runs `commit` (the archive's commit of every epoch up to `sealed`)
+    /// with snapshots kept out; once it succeeded, the rows of those
+    /// epochs are the archive's, no longer uncommitted, while those of
+    /// later epochs stay.
+    pub async fn commit_sealed<T>(
+        &self,
+        sealed: u64,
+        commit: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
         let _exclusive = self.commits.write().await;
         let committed = commit.await?;
         if let Some(uncommitted) = &mut self.lock().uncommitted {
-            uncommitted.clear();
+            uncommitted.retain(|(epoch, _)| *epoch > sealed);
         }
         Ok(committed)
+    }
+
+    /// Runs `commit` as [`Feed::commit_sealed`] does for everything
+    /// published so far: a recovery finishing the commit of its checkpoint
+    /// before it emits anything (rows an earlier run published and did not
+    /// commit are made again from that checkpoint).
+    pub async fn commit<T>(&self, commit: impl Future<Output = Result<T>>) -> Result<T> {
+        let sealed = self.seal();
+        self.commit_sealed(sealed, commit).await
     }
 
     /// A subscription to the rows emitted from now on.
@@ -139,7 +169,7 @@ impl Feed {
             .into_stream()
             .map(move |batch| batch.and_then(|b| to_archive(&b, &schema)));
         let rows = archived
-            .chain(futures::stream::iter(uncommitted.into_iter().map(Ok)))
+            .chain(futures::stream::iter(uncommitted.into_iter().map(|(_, batch)| Ok(batch))))
             .chain(live(self.name.clone(), receiver));
         Ok(RowStream::new(
             Arc::clone(&self.schema),
@@ -335,6 +365,33 @@ mod tests {
         // Closing (at shutdown) ends the subscription.
         closing.send_replace(true);
         assert!(rows.next().await.is_none());
+    }
+
+    /// The job commits an epoch while it goes on emitting the next: a
+    /// commit takes only the rows of the epochs sealed before it.
+    #[tokio::test]
+    async fn a_commit_keeps_the_rows_of_later_epochs_uncommitted() {
+        let feed = feed(true);
+        let (_closing, closed) = open();
+        feed.publish(&batch(&[1])).unwrap();
+        let sealed = feed.seal();
+        feed.publish(&batch(&[2])).unwrap();
+        feed.commit_sealed(sealed, async { Ok(()) }).await.unwrap();
+        let archive_schema = Arc::clone(&feed.schema);
+        let rows = feed
+            .subscribe_from_beginning(
+                async move { Ok(RowStream::ready(archive_schema, vec![batch(&[1])])) },
+                closed,
+            )
+            .await
+            .unwrap();
+        feed.publish(&batch(&[3])).unwrap();
+        let mut rows = rows.into_stream();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(rows.next().await.unwrap().unwrap());
+        }
+        assert_eq!(values(&got), [1, 2, 3]);
     }
 
     #[tokio::test]

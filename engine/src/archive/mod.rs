@@ -383,11 +383,6 @@ impl Archive {
         self.pending.push(batch)
     }
 
-    /// Rows buffered since the last commit.
-    pub fn buffered_rows(&self) -> usize {
-        self.pending.rows
-    }
-
     /// Rewrites the archive as a replay commits, starting with `rewrite`.
     pub fn set_rewrite(&mut self, rewrite: Option<Rewrite>) {
         self.rewrite = rewrite;
