@@ -151,7 +151,9 @@ impl Lineage {
 
     /// The objects `name` reads, as `a, b`.
     fn upstream(&self, name: &str) -> String {
-        self.upstream.get(name).map_or_else(String::new, |n| n.join(", "))
+        self.upstream
+            .get(name)
+            .map_or_else(String::new, |n| n.join(", "))
     }
 
     /// The objects that read `name`, as `a, b`.
@@ -324,7 +326,11 @@ fn format_millis(ms: i64) -> String {
 /// RisingWave's `DESCRIBE` adds its keys) a row `upstream` naming what it
 /// reads and a row `downstream` naming what reads it, each where there
 /// is any.
-pub(crate) fn describe(name: &str, objects: &Objects, catalog: &Catalog) -> Result<StatementResult> {
+pub(crate) fn describe(
+    name: &str,
+    objects: &Objects,
+    catalog: &Catalog,
+) -> Result<StatementResult> {
     let schema = if let Some(s) = objects.streams.get(name) {
         Arc::clone(&s.schema)
     } else if let Some(o) = objects.outputs.get(name) {

@@ -169,7 +169,9 @@ impl Feed {
             .into_stream()
             .map(move |batch| batch.and_then(|b| to_archive(&b, &schema)));
         let rows = archived
-            .chain(futures::stream::iter(uncommitted.into_iter().map(|(_, batch)| Ok(batch))))
+            .chain(futures::stream::iter(
+                uncommitted.into_iter().map(|(_, batch)| Ok(batch)),
+            ))
             .chain(live(self.name.clone(), receiver));
         Ok(RowStream::new(
             Arc::clone(&self.schema),

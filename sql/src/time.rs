@@ -318,10 +318,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_tumble_without_aggregates_labels_rows_with_their_window() {
-        let query = plan(
-            "SELECT symbol, window_start, ts FROM TUMBLE(trades, ts, INTERVAL '10' SECOND)",
-        )
-        .await;
+        let query =
+            plan("SELECT symbol, window_start, ts FROM TUMBLE(trades, ts, INTERVAL '10' SECOND)")
+                .await;
         assert_eq!(
             query.time_attribute,
             attribute("window_start", TimeKind::WindowStart)

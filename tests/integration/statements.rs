@@ -214,7 +214,9 @@ async fn count(engine: &Engine, sql: &str) -> i64 {
     let Some(StatementResult::Rows { batches, .. }) = results.into_iter().last() else {
         panic!("`{sql}` returned no rows");
     };
-    let batch = batches.first().unwrap_or_else(|| panic!("`{sql}`: no batch"));
+    let batch = batches
+        .first()
+        .unwrap_or_else(|| panic!("`{sql}`: no batch"));
     arrow::array::AsArray::as_primitive::<arrow::datatypes::Int64Type>(batch.column(0)).value(0)
 }
 
@@ -227,7 +229,9 @@ async fn a_restart_replays_the_views_that_read_the_view() {
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("fills.jsonl");
     let fill = |qty: i64, second: u32| {
-        format!("{{\"symbol\": \"S0\", \"qty\": {qty}, \"ts\": \"2024-01-01T00:00:{second:02}\"}}\n")
+        format!(
+            "{{\"symbol\": \"S0\", \"qty\": {qty}, \"ts\": \"2024-01-01T00:00:{second:02}\"}}\n"
+        )
     };
     std::fs::write(&file, [fill(5, 1), fill(0, 2), fill(7, 3)].concat()).expect("write");
     let engine = Engine::open(EngineConfig::new(dir.path().join("data")))
@@ -249,7 +253,10 @@ async fn a_restart_replays_the_views_that_read_the_view() {
     .await
     .expect("create");
     assert_eq!(count(&engine, "SELECT count(*) FROM doubled").await, 2);
-    assert_eq!(count(&engine, "SELECT count(*) FROM doubled_again").await, 2);
+    assert_eq!(
+        count(&engine, "SELECT count(*) FROM doubled_again").await,
+        2
+    );
     let mut appended = std::fs::OpenOptions::new()
         .append(true)
         .open(&file)
@@ -258,9 +265,12 @@ async fn a_restart_replays_the_views_that_read_the_view() {
         .write_all([fill(9, 4), fill(11, 5)].concat().as_bytes())
         .expect("append");
     drop(appended);
-    answered(&engine, "ALTER MATERIALIZED VIEW kept RESTART FROM EARLIEST")
-        .await
-        .expect("restart");
+    answered(
+        &engine,
+        "ALTER MATERIALIZED VIEW kept RESTART FROM EARLIEST",
+    )
+    .await
+    .expect("restart");
     assert_eq!(count(&engine, "SELECT count(*) FROM kept").await, 4);
     assert_eq!(count(&engine, "SELECT count(*) FROM doubled").await, 4);
     assert_eq!(
