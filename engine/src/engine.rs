@@ -699,9 +699,9 @@ impl Engine {
         options.finish(&format!("{owner} '{}'", create.name), &valid)?;
 
         let readable = self.objects.lock().await.readable();
-        let query = plan_continuous_query(&create.name, &create.query, &readable).await?;
-        let tables = query
-            .tables
+        let planned = plan_query(&create.name, &create.query, &readable).await?;
+        let table_names = planned.tables();
+        let tables = table_names
             .iter()
             .map(|name| {
                 readable
@@ -711,15 +711,26 @@ impl Engine {
                     .ok_or_else(|| Error::invalid(format!("table '{name}' not found")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let views: Vec<_> = query
+        let head = planned.head();
+        let views: Vec<_> = head
             .inputs
             .iter()
             .filter(|input| !readable.streams.contains_key(&input.stream))
             .map(|input| input.stream.clone())
             .collect();
-        let (input, upstream) = match views.as_slice() {
-            [] => (OutputInput::Streams, Upstream::default()),
-            [view] if query.inputs.len() == 1 => (
+        let (input, mut upstream) = match views.as_slice() {
+            [] => {
+                let mut upstream = Upstream::default();
+                for input in &head.inputs {
+                    let stream = readable.streams.get(&input.stream).ok_or_else(|| {
+                        Error::invalid(format!("stream '{}' not found", input.stream))
+                    })?;
+                    upstream.stream_names.push(input.stream.clone());
+                    upstream.streams.push(Arc::clone(stream));
+                }
+                (OutputInput::Streams, upstream)
+            }
+            [view] if head.inputs.len() == 1 => (
                 OutputInput::View(view.clone()),
                 upstream_of(view, &readable).await?,
             ),
@@ -731,18 +742,16 @@ impl Engine {
                 )));
             }
         };
-        let inputs = match &input {
-            OutputInput::Streams => query
-                .inputs
-                .iter()
-                .map(|input| {
-                    readable.streams.get(&input.stream).cloned().ok_or_else(|| {
-                        Error::invalid(format!("stream '{}' not found", input.stream))
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?,
-            OutputInput::View(_) => upstream.streams.clone(),
-        };
+        let depends_on = match &input {
+            OutputInput::Streams => upstream.stream_names.clone(),
+            OutputInput::View(view) => vec![view.clone()],
+        }
+        .into_iter()
+        .chain(table_names.iter().cloned())
+        .collect();
+        let Planned { stages, query } = planned;
+        upstream.queries.extend(stages);
+        let inputs = upstream.streams.clone();
         // A join of two streams reads both as one.
         let stream = match inputs.as_slice() {
             [one] => Arc::clone(one),
@@ -761,6 +770,8 @@ impl Engine {
             inputs,
             upstream,
             tables,
+            table_names,
+            depends_on,
             archive,
             schema,
         })
@@ -787,17 +798,15 @@ impl Engine {
             inputs,
             upstream,
             tables,
+            table_names,
+            depends_on,
             archive,
             schema,
         } = prepared;
         let mut objects = self.objects.lock().await;
         // What the plan read may have been dropped or replaced while it
         // was planned without the lock.
-        let stream_names = match &input {
-            OutputInput::Streams => query.inputs.iter().map(|i| &i.stream).collect(),
-            OutputInput::View(_) => upstream.stream_names.iter().collect::<Vec<_>>(),
-        };
-        for (stream_name, planned) in stream_names.into_iter().zip(&inputs) {
+        for (stream_name, planned) in upstream.stream_names.iter().zip(&inputs) {
             if !objects
                 .streams
                 .get(stream_name)
@@ -815,7 +824,7 @@ impl Engine {
                 return Err(changed_meanwhile("view", view, &name));
             }
         }
-        for (table, planned) in query.tables.iter().zip(&tables) {
+        for (table, planned) in table_names.iter().zip(&tables) {
             if !objects
                 .tables
                 .get(table)
@@ -836,13 +845,7 @@ impl Engine {
                 name: name.clone(),
                 kind,
                 sql: sql.to_string(),
-                depends_on: query
-                    .inputs
-                    .iter()
-                    .map(|i| &i.stream)
-                    .chain(&query.tables)
-                    .cloned()
-                    .collect(),
+                depends_on,
                 created_at: now(),
             })?;
         }
@@ -954,10 +957,7 @@ impl Engine {
         name: &str,
     ) -> Result<Vec<(ObjectKind, String, CreateQuery)>> {
         let definitions = self.catalog.list(None)?;
-        if !definitions
-            .iter()
-            .any(|d| d.name == name && d.kind == kind)
-        {
+        if !definitions.iter().any(|d| d.name == name && d.kind == kind) {
             return Err(fibers_catalog::Error::NotFound {
                 kind,
                 name: name.to_string(),
@@ -1334,8 +1334,145 @@ struct PlannedOutput {
     /// The views between the stream and the query, planned for this job.
     upstream: Upstream,
     tables: Vec<Arc<ReferenceTable>>,
+    /// The names of `tables`.
+    table_names: Vec<String>,
+    /// The objects the definition reads, for the catalog.
+    depends_on: Vec<String>,
     archive: ArchiveConfig,
     schema: SchemaRef,
+}
+
+/// A view's or sink's query, planned: the stages of the CTEs its windows
+/// read (see [`fibers_sql::split_stages`]), each reading the one before,
+/// and then the query itself, reading the last.
+struct Planned {
+    stages: Vec<ContinuousQuery>,
+    query: ContinuousQuery,
+}
+
+impl Planned {
+    /// The query that reads the catalog's objects: the first stage, or the
+    /// query itself.
+    fn head(&self) -> &ContinuousQuery {
+        self.stages.first().unwrap_or(&self.query)
+    }
+
+    /// The reference tables of every stage, in order, each once.
+    fn tables(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for table in self
+            .stages
+            .iter()
+            .chain([&self.query])
+            .flat_map(|q| &q.tables)
+        {
+            if !names.contains(table) {
+                names.push(table.clone());
+            }
+        }
+        names
+    }
+}
+
+/// The objects, and the stages of one query planned so far, which the
+/// stages after them read as views.
+struct WithStages<'a> {
+    readable: &'a Readable,
+    stages: BTreeMap<String, StreamInfo>,
+}
+
+impl StreamResolver for WithStages<'_> {
+    fn stream(&self, name: &str) -> Option<StreamInfo> {
+        match self.stages.get(name) {
+            Some(stage) => Some(stage.clone()),
+            None => self.readable.stream(name),
+        }
+    }
+
+    fn kind_of(&self, name: &str) -> Option<ObjectKind> {
+        match self.stages.contains_key(name) {
+            true => Some(ObjectKind::View),
+            false => self.readable.kind_of(name),
+        }
+    }
+
+    fn input_table(&self, stream: &str, schema: SchemaRef) -> Arc<dyn TableProvider> {
+        self.readable.input_table(stream, schema)
+    }
+
+    fn reference_table(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.readable.reference_table(name)
+    }
+}
+
+/// Plans the query of view or sink `name`, in stages when its windows read
+/// its CTEs.
+async fn plan_query(
+    name: &str,
+    query: &datafusion::sql::sqlparser::ast::Query,
+    readable: &Readable,
+) -> Result<Planned> {
+    let Some(split) = fibers_sql::split_stages(query)? else {
+        return Ok(Planned {
+            stages: Vec::new(),
+            query: plan_continuous_query(name, query, readable).await?,
+        });
+    };
+    let mut resolver = WithStages {
+        readable,
+        stages: BTreeMap::new(),
+    };
+    let mut stages: Vec<ContinuousQuery> = Vec::with_capacity(split.ctes.len());
+    let mut previous: Option<&str> = None;
+    for (cte, cte_query) in &split.ctes {
+        let stage = plan_continuous_query(name, cte_query, &resolver)
+            .await
+            .map_err(|e| match e {
+                fibers_sql::Error::Invalid(message) => {
+                    Error::invalid(format!("in the CTE '{cte}': {message}"))
+                }
+                e => e.into(),
+            })?;
+        check_reads_stage(name, &format!("the CTE '{cte}'"), &stage, previous)?;
+        resolver.stages.insert(
+            cte.clone(),
+            StreamInfo {
+                schema: stage.output_schema(),
+                time_column: stage.time_attribute.as_ref().map(|t| t.column.clone()),
+            },
+        );
+        stages.push(stage);
+        previous = Some(cte);
+    }
+    let query = plan_continuous_query(name, &split.body, &resolver).await?;
+    check_reads_stage(name, "its body", &query, previous)?;
+    Ok(Planned { stages, query })
+}
+
+/// Stages run as a chain: each reads the one before it only (the first
+/// reads the catalog's objects, as any query does).
+fn check_reads_stage(
+    name: &str,
+    part: &str,
+    query: &ContinuousQuery,
+    previous: Option<&str>,
+) -> Result<()> {
+    let Some(previous) = previous else {
+        return Ok(());
+    };
+    match query.inputs.as_slice() {
+        [input] if input.stream == previous => Ok(()),
+        inputs => Err(Error::invalid(format!(
+            "in the query of '{name}', {part} reads {}: a query whose windows read its CTEs runs \
+             them as a chain, each CTE reading the one before it and the query reading the \
+             last ('{previous}')",
+            inputs
+                .iter()
+                .map(|i| format!("'{}'", i.stream))
+                .collect::<Vec<_>>()
+                .join(" and ")
+        ))),
+    }
 }
 
 /// A job planned again for a RESTART, with what its archive allows.
@@ -1390,9 +1527,9 @@ async fn upstream_of(view: &str, readable: &Readable) -> Result<Upstream> {
     chain.reverse();
     let mut upstream = Upstream::default();
     for (name, output) in chain {
-        let query = plan_continuous_query(&name, &output.create.query, readable).await?;
+        let planned = plan_query(&name, &output.create.query, readable).await?;
         if upstream.queries.is_empty() {
-            for input in &query.inputs {
+            for input in &planned.head().inputs {
                 let stream = readable.streams.get(&input.stream).ok_or_else(|| {
                     Error::invalid(format!("stream '{}' not found", input.stream))
                 })?;
@@ -1400,7 +1537,8 @@ async fn upstream_of(view: &str, readable: &Readable) -> Result<Upstream> {
                 upstream.streams.push(Arc::clone(stream));
             }
         }
-        upstream.queries.push(query);
+        upstream.queries.extend(planned.stages);
+        upstream.queries.push(planned.query);
         upstream.views.push((name, Arc::clone(&output.feed)));
     }
     Ok(upstream)

@@ -19,6 +19,7 @@ mod options;
 mod parser;
 mod planner;
 mod session;
+mod stages;
 mod statement;
 mod time;
 mod types;
@@ -33,6 +34,7 @@ pub use options::{OptionValue, Options};
 pub use parser::{ParsedStatement, parse_script, parse_script_with};
 pub use planner::{ContinuousQuery, QueryInput, StreamInfo, StreamResolver, plan_continuous_query};
 pub use session::{check_arithmetic, streaming_session_state, streaming_session_state_with_config};
+pub use stages::{Stages, split_stages};
 pub use statement::{
     ColumnSpec, CreateQuery, CreateStream, RestartFrom, ShowTarget, Statement, SubscribeFrom,
     WatermarkSpec,
