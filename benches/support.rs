@@ -16,6 +16,7 @@ pub fn cpu_time() -> Duration {
 }
 
 /// Peak resident memory of the process, in KiB.
+#[allow(dead_code)] // not every bench reports memory
 pub fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -52,22 +53,37 @@ pub async fn archived_rows(engine: &fibers_engine::Engine, view: &str) -> anyhow
 /// job `SHOW JOBS` lists.
 #[allow(dead_code)] // not every bench runs jobs
 pub async fn job_counter(engine: &fibers_engine::Engine, name: &str) -> anyhow::Result<u64> {
+    job_counter_of(engine, None, name).await
+}
+
+/// Counter `name` of job `job` (the first job listed if `None`).
+#[allow(dead_code)] // not every bench runs jobs
+pub async fn job_counter_of(
+    engine: &fibers_engine::Engine,
+    job: Option<&str>,
+    name: &str,
+) -> anyhow::Result<u64> {
     use anyhow::Context;
-    use arrow::array::{Array, UInt64Array};
+    use arrow::array::{Array, AsArray, UInt64Array};
     let jobs = engine.execute_script("SHOW JOBS").await?;
-    match jobs.first() {
-        Some(fibers_engine::StatementResult::Rows { batches, .. }) => batches
-            .first()
-            .and_then(|b| {
-                b.column_by_name(name)?
-                    .as_any()
-                    .downcast_ref::<UInt64Array>()
-                    .filter(|a| !a.is_empty())
-                    .map(|a| a.value(0))
-            })
-            .with_context(|| format!("SHOW JOBS has no {name}")),
-        _ => anyhow::bail!("SHOW JOBS returned no rows"),
+    let Some(fibers_engine::StatementResult::Rows { batches, .. }) = jobs.first() else {
+        anyhow::bail!("SHOW JOBS returned no rows");
+    };
+    for batch in batches {
+        let names = batch
+            .column_by_name("name")
+            .and_then(|c| c.as_string_opt::<i32>())
+            .context("SHOW JOBS has no name column")?;
+        let counter = batch
+            .column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<UInt64Array>())
+            .with_context(|| format!("SHOW JOBS has no {name}"))?;
+        if let Some(row) = (0..batch.num_rows()).find(|&r| job.is_none_or(|j| names.value(r) == j))
+        {
+            return Ok(counter.value(row));
+        }
     }
+    anyhow::bail!("SHOW JOBS lists no job {}", job.unwrap_or("at all"))
 }
 
 /// A topic on a real broker: made, filled and read back by a plain
