@@ -1,12 +1,13 @@
 //! The crash test: exactly-once through SIGKILL.
 //!
-//! A topic of a million JSON trades over several partitions feeds a
-//! windowed VWAP view archived to Delta and a filtering sink into another
-//! topic, both checkpointing every second. `fibers run` is killed with
+//! A topic of a million JSON trades over several partitions feeds a chain
+//! of views (a filter keeping nothing, a windowed VWAP over it archived to
+//! Delta, and a filter over the VWAP archived to Delta) and a filtering
+//! sink into another topic, all checkpointing every second. `fibers run` is killed with
 //! SIGKILL at random moments (early in a start, in the middle of a run,
 //! just after a checkpoint with rows, while they are committed) and
 //! started again on the same data dir, then left to finish. The Delta
-//! table must then equal an independent computation over the input,
+//! tables must then equal an independent computation over the input,
 //! window for window, and the sink topic, read with `read_committed`,
 //! must hold each selected trade exactly once.
 //!
@@ -51,13 +52,20 @@ const MIN_KILLS_MID_INPUT: usize = 4;
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long producing the topic may take.
 const PRODUCE_TIMEOUT: Duration = Duration::from_secs(300);
-/// How long the kills and restarts may take in all.
-const KILL_PHASE_TIMEOUT: Duration = Duration::from_secs(480);
+/// How long the kills and restarts may take in all: each of the four jobs
+/// reads the million trades from tansu (the views of the chain compute
+/// their upstream in process, so each has a consumer of its own).
+const KILL_PHASE_TIMEOUT: Duration = Duration::from_secs(900);
 /// How long the last run may take to consume the rest and exit.
-const FINAL_RUN_TIMEOUT: Duration = Duration::from_secs(360);
+const FINAL_RUN_TIMEOUT: Duration = Duration::from_secs(600);
 /// The jobs: the view, and the sink.
 const VIEW: &str = "vwap";
 const SINK: &str = "big";
+/// The chain around the view: `SIZED` (a filter every trade passes,
+/// keeping nothing) feeds the view, and `BUSY` keeps the view's windows
+/// of an even number of trades.
+const SIZED: &str = "sized";
+const BUSY: &str = "busy";
 
 #[test]
 fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
@@ -247,6 +255,18 @@ fn sigkill_at_random_moments_loses_and_duplicates_nothing() {
     let log = DeltaLog::read(&dir.table());
     log.assert_epochs_recorded(VIEW);
     assert_windows_equal(&read_table("delta", &dir.table()), &expected["windows"]);
+    DeltaLog::read(&dir.data.join(BUSY)).assert_epochs_recorded(BUSY);
+    let busy: Vec<Value> = expected["windows"]
+        .as_array()
+        .expect("expected windows")
+        .iter()
+        .filter(|w| w["trades"].as_i64().is_some_and(|n| n % 2 == 0))
+        .cloned()
+        .collect();
+    assert_windows_equal(
+        &read_table("delta", &dir.data.join(BUSY)),
+        &Value::from(busy),
+    );
     let sink = crash_check_lines(&[
         "sink",
         "--brokers",
@@ -285,11 +305,16 @@ fn script(brokers: &str, topic: &str, sink_brokers: &str, sink_topic: &str) -> S
              ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '30' SECOND)
            WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}', format = 'json',
                  end = 'latest', properties.fetch.wait.max.ms = '50');
+         CREATE MATERIALIZED VIEW IF NOT EXISTS {SIZED} WITH (archive = 'none') AS
+           SELECT symbol, price, volume, ts FROM trades WHERE volume >= 1;
          CREATE MATERIALIZED VIEW IF NOT EXISTS {VIEW} WITH (archive = 'delta', path = '{VIEW}') AS
            SELECT symbol, window_start, window_end, sum(price * volume) / sum(volume) AS vwap,
                   sum(volume) AS volume, count(*) AS trades
-           FROM TUMBLE(trades, ts, INTERVAL '{WINDOW_SECONDS}' SECOND)
+           FROM TUMBLE({SIZED}, ts, INTERVAL '{WINDOW_SECONDS}' SECOND)
            GROUP BY symbol, window_start, window_end;
+         CREATE MATERIALIZED VIEW IF NOT EXISTS {BUSY} WITH (archive = 'delta', path = '{BUSY}') AS
+           SELECT symbol, window_start, window_end, vwap, volume, trades FROM {VIEW}
+           WHERE trades % 2 = 0;
          CREATE SINK IF NOT EXISTS {SINK}
            WITH (connector = 'kafka', brokers = '{sink_brokers}', topic = '{sink_topic}',
                  format = 'json') AS
@@ -527,7 +552,7 @@ impl Workdir {
     /// to it, and the Delta table's rows and newest epoch.
     fn progress(&self) -> String {
         let mut parts = Vec::new();
-        for job in [VIEW, SINK] {
+        for job in [VIEW, BUSY, SINK] {
             parts.push(match self.latest_manifest(job) {
                 Some((epoch, manifest)) => format!(
                     "{job} checkpoint {epoch} at {}/{TRADES} trades",
