@@ -459,11 +459,17 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
     let input = spec.upstream.is_empty().then_some(spec.stream.as_ref());
     let mut operator = operator::build(&spec.query, input, ctx, skip_through).await?;
     archive.set_rewrite(replay.as_ref().and_then(|r| r.rewrite));
+    // The source decodes only what the query reading the stream needs.
+    let first = spec.upstream.first().unwrap_or(&spec.query);
+    let stream = match first.columns_read(&spec.stream.name) {
+        Some(columns) => spec.stream.reading_only(columns),
+        None => spec.stream.as_ref().clone(),
+    };
     let store = spec.checkpoints.store.clone();
     let Some(manifest) = latest else {
         let source = match &replay {
-            Some(replay) => spec.stream.replaying(replay.from)?.open(spec.batch_size)?,
-            None => spec.stream.open(spec.batch_size)?,
+            Some(replay) => stream.replaying(replay.from)?.open(spec.batch_size)?,
+            None => stream.open(spec.batch_size)?,
         };
         let archived = archive.last_epoch().await?;
         let next = archived.map_or(1, |e| e + 1);
@@ -484,7 +490,7 @@ async fn start(spec: &JobSpec, metrics: &JobMetrics, committed: Option<i64>) -> 
             },
         });
     };
-    let mut source = spec.stream.open(spec.batch_size)?;
+    let mut source = stream.open(spec.batch_size)?;
     let Some(checkpoints) = &store else {
         return Err(Error::invalid("a checkpoint without a store"));
     };

@@ -93,6 +93,41 @@ impl ContinuousQuery {
     pub fn output_schema(&self) -> SchemaRef {
         Arc::new(self.plan.schema().as_arrow().clone())
     }
+
+    /// The columns of input `stream` the query reads, as DataFusion's
+    /// projection push-down finds them in its optimized plan: `None` when
+    /// it reads every column, or the plan does not tell (it cannot be
+    /// optimized, or no scan of `stream` is found).
+    pub fn columns_read(&self, stream: &str) -> Option<BTreeSet<String>> {
+        let optimized = self.state.optimize(&self.plan).ok()?;
+        let mut columns = BTreeSet::new();
+        let (mut scans, mut every_column) = (0, false);
+        optimized
+            .apply_with_subqueries(|node| {
+                if let LogicalPlan::TableScan(scan) = node
+                    && scan.table_name.table() == stream
+                {
+                    scans += 1;
+                    let schema = scan.source.schema();
+                    match &scan.projection {
+                        Some(indices) => columns.extend(
+                            indices
+                                .iter()
+                                .filter_map(|&i| schema.fields().get(i))
+                                .map(|f| f.name().clone()),
+                        ),
+                        None => every_column = true,
+                    }
+                    // Filters pushed into the scan read columns too.
+                    for filter in &scan.filters {
+                        columns.extend(filter.column_refs().into_iter().map(|c| c.name.clone()));
+                    }
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+            .ok()?;
+        (scans > 0 && !every_column).then_some(columns)
+    }
 }
 
 /// Plans the query of the view or sink `name`.
@@ -677,4 +712,42 @@ fn groups_by_window(group_expr: &[Expr]) -> bool {
             .any(|e| matches!(e, Expr::Column(c) if c.name == name))
     };
     has(WINDOW_START) && has(WINDOW_END)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use crate::time::tests::plan;
+
+    fn set(columns: &[&str]) -> Option<BTreeSet<String>> {
+        Some(columns.iter().map(|c| c.to_string()).collect())
+    }
+
+    #[tokio::test]
+    async fn a_query_reads_the_columns_its_plan_scans() {
+        let query = plan("SELECT symbol FROM trades WHERE volume > 10").await;
+        assert_eq!(query.columns_read("trades"), set(&["symbol", "volume"]));
+        let query = plan(
+            "SELECT window_start, sum(volume) AS v FROM TUMBLE(trades, ts, INTERVAL '1' MINUTE) \
+             GROUP BY window_start, window_end",
+        )
+        .await;
+        let read = query.columns_read("trades").expect("a projection");
+        assert!(
+            read.contains("volume") && !read.contains("symbol"),
+            "{read:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_query_of_every_column_or_another_stream_tells_nothing() {
+        let query = plan("SELECT * FROM trades").await;
+        let read = query.columns_read("trades");
+        assert!(
+            read.is_none() || read == set(&["symbol", "ts", "volume"]),
+            "{read:?}"
+        );
+        assert_eq!(query.columns_read("bids"), None);
+    }
 }

@@ -202,7 +202,7 @@ fn trace_expr(input: &LogicalPlan, expr: &Expr) -> Option<Origin> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -250,7 +250,9 @@ mod tests {
         }
     }
 
-    async fn plan(sql: &str) -> ContinuousQuery {
+    /// `sql` planned as the query of a view over `trades (symbol, volume,
+    /// ts)`.
+    pub(crate) async fn plan(sql: &str) -> ContinuousQuery {
         let script = format!("CREATE MATERIALIZED VIEW v AS {sql}");
         let parsed = parse_script(&script).expect("parse");
         let Some(Statement::CreateView(create)) = parsed.into_iter().next().map(|s| s.statement)

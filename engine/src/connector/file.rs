@@ -1,6 +1,7 @@
 //! The `file` connector: JSON lines or CSV from a file or a directory of
 //! files (read in name order). Bounded; the way recorded data is replayed.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ impl FileConfig {
             config: self.clone(),
             decoder: self.format.decoder(Arc::clone(&schema), self.limits)?,
             schema,
+            read: None,
             file_decoder: None,
             batch_size: batch_size.max(1),
             files: files.into_iter(),
@@ -110,6 +112,8 @@ pub(crate) struct FileSource {
     stream: String,
     config: FileConfig,
     schema: SchemaRef,
+    /// The columns its reader needs decoded, when not all.
+    read: Option<Arc<BTreeSet<String>>>,
     decoder: Box<dyn RecordDecoder>,
     /// For a CSV file whose header orders the columns otherwise than the
     /// stream declares them: a decoder in the file's order, and the
@@ -131,6 +135,18 @@ pub(crate) struct FileSource {
 }
 
 impl FileSource {
+    /// The source for a reader that needs only the columns in `read`
+    /// (all when `None`): the others are not decoded (NULL).
+    pub fn reading(mut self, read: Option<Arc<BTreeSet<String>>>) -> Result<Self> {
+        self.decoder = self.config.format.decoder_reading(
+            Arc::clone(&self.schema),
+            self.config.limits,
+            read.as_deref(),
+        )?;
+        self.read = read;
+        Ok(self)
+    }
+
     fn error(&self, message: String) -> Error {
         Error::Source {
             stream: self.stream.clone(),
@@ -262,7 +278,7 @@ impl FileSource {
         let decoder = self
             .config
             .format
-            .decoder(file_schema, self.config.limits)
+            .decoder_reading(file_schema, self.config.limits, self.read.as_deref())
             .map_err(|e| e.to_string())?;
         Ok(Some((decoder, order)))
     }

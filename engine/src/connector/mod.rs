@@ -9,6 +9,7 @@ pub mod stocks;
 mod stocks_source;
 pub(crate) mod union;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -162,6 +163,9 @@ pub(crate) struct StreamDef {
     /// Whether the time attribute is arrival time (stamped by the engine).
     pub arrival_time: bool,
     pub connector: ConnectorConfig,
+    /// The columns a job's source decodes, when its query reads only some
+    /// (see [`StreamDef::reading_only`]).
+    pub decode_only: Option<Arc<BTreeSet<String>>>,
 }
 
 /// The typed settings of a stream's connector.
@@ -310,7 +314,24 @@ impl StreamDef {
             delay_nanos,
             arrival_time,
             connector,
+            decode_only: None,
         })
+    }
+
+    /// The stream as read by a job whose query reads only `columns` of
+    /// it: its JSON and CSV records are decoded into those columns (and
+    /// the time column), the others left NULL. Streams that decode
+    /// nothing, and joins of two streams, read every column.
+    pub fn reading_only(&self, mut columns: BTreeSet<String>) -> StreamDef {
+        let mut def = self.clone();
+        if matches!(
+            def.connector,
+            ConnectorConfig::File(_) | ConnectorConfig::Kafka(_)
+        ) {
+            columns.insert(self.time_column.clone());
+            def.decode_only = Some(Arc::new(columns));
+        }
+        def
     }
 
     /// The schema the connector decodes into (without `_arrival_time`).
@@ -511,16 +532,20 @@ impl StreamDef {
         Ok(match &self.connector {
             ConnectorConfig::Stocks(c) => Box::new(c.open(batch_size)),
             ConnectorConfig::Nexmark(c) => Box::new(c.open(batch_size)),
-            ConnectorConfig::File(c) => {
-                Box::new(c.open(&self.name, self.source_schema(), batch_size)?)
-            }
-            ConnectorConfig::Kafka(c) => Box::new(kafka::KafkaSource::new(
-                &self.name,
-                c,
-                self.source_schema(),
-                batch_size,
-                c.dead_letters.clone(),
-            )?),
+            ConnectorConfig::File(c) => Box::new(
+                c.open(&self.name, self.source_schema(), batch_size)?
+                    .reading(self.decode_only.clone())?,
+            ),
+            ConnectorConfig::Kafka(c) => Box::new(
+                kafka::KafkaSource::new(
+                    &self.name,
+                    c,
+                    self.source_schema(),
+                    batch_size,
+                    c.dead_letters.clone(),
+                )?
+                .reading(self.decode_only.as_deref())?,
+            ),
             ConnectorConfig::Union(streams) => {
                 let [first, second] = streams.as_ref();
                 Box::new(union::UnionSource::new(
@@ -551,6 +576,7 @@ impl StreamDef {
             delay_nanos: first.delay_nanos.max(second.delay_nanos),
             arrival_time: false,
             connector: ConnectorConfig::Union(Box::new([first.clone(), second.clone()])),
+            decode_only: None,
         })
     }
 }

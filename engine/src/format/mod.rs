@@ -11,10 +11,11 @@ pub(crate) mod avro;
 pub(crate) mod limits;
 pub(crate) mod registry;
 
+use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray};
+use arrow::array::{ArrayRef, BinaryArray, RecordBatch, StringArray, new_null_array};
 use arrow::compute::concat_batches;
 use arrow::datatypes::{DataType, SchemaRef};
 use fibers_sql::Options;
@@ -79,11 +80,27 @@ impl Format {
         schema: SchemaRef,
         limits: RecordLimits,
     ) -> Result<Box<dyn RecordDecoder>> {
+        self.decoder_reading(schema, limits, None)
+    }
+
+    /// A decoder like [`Format::decoder`] for a reader that needs only the
+    /// columns named in `read` (all when `None`). JSON and CSV decode only
+    /// those, and return NULL in the others (a column declared `NOT NULL`
+    /// is always decoded): a field no reader needs is skipped, never
+    /// materialised, and a malformed value in it does not make its record
+    /// bad. Other formats decode every column.
+    pub fn decoder_reading(
+        &self,
+        schema: SchemaRef,
+        limits: RecordLimits,
+        read: Option<&BTreeSet<String>>,
+    ) -> Result<Box<dyn RecordDecoder>> {
         let inner: Box<dyn RecordDecoder> = match self {
-            Format::Json | Format::Csv { .. } => Box::new(TextDecoder {
-                csv: matches!(self, Format::Csv { .. }),
+            Format::Json | Format::Csv { .. } => Box::new(TextDecoder::new(
+                matches!(self, Format::Csv { .. }),
                 schema,
-            }),
+                read,
+            )?),
             Format::Raw => Box::new(RawDecoder::new(schema)?),
             Format::Avro(config) => Box::new(avro::AvroDecoder::new(config, schema)?),
         };
@@ -280,12 +297,84 @@ pub(crate) fn decode_isolating(
 /// JSON and CSV, through arrow-json's and arrow-csv's push decoders.
 struct TextDecoder {
     csv: bool,
+    /// The rows it returns.
     schema: SchemaRef,
+    /// The columns it decodes, when not all of `schema`'s.
+    projection: Option<Projection>,
+}
+
+/// The columns of a schema a decoder decodes, the others left NULL.
+struct Projection {
+    /// The decoded columns' indices in the full schema, in order.
+    indices: Vec<usize>,
+    /// The decoded columns as a schema of their own.
+    schema: SchemaRef,
+}
+
+impl TextDecoder {
+    fn new(csv: bool, schema: SchemaRef, read: Option<&BTreeSet<String>>) -> Result<Self> {
+        let projection = match read {
+            None => None,
+            Some(read) => {
+                let indices: Vec<usize> = schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| !f.is_nullable() || read.contains(f.name()))
+                    .map(|(i, _)| i)
+                    .collect();
+                if indices.len() == schema.fields().len() {
+                    None
+                } else {
+                    Some(Projection {
+                        schema: Arc::new(schema.project(&indices)?),
+                        indices,
+                    })
+                }
+            }
+        };
+        Ok(TextDecoder {
+            csv,
+            schema,
+            projection,
+        })
+    }
+
+    /// `decoded` (rows of the projected columns) as rows of the full
+    /// schema, NULL in the columns not decoded.
+    fn widen(&self, decoded: RecordBatch) -> Result<RecordBatch> {
+        let Some(projection) = &self.projection else {
+            return Ok(decoded);
+        };
+        let rows = decoded.num_rows();
+        let mut decoded_columns = projection.indices.iter().zip(decoded.columns()).peekable();
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(
+                |(i, field)| match decoded_columns.next_if(|(at, _)| **at == i) {
+                    Some((_, column)) => Arc::clone(column),
+                    None => new_null_array(field.data_type(), rows),
+                },
+            )
+            .collect();
+        Ok(RecordBatch::try_new_with_options(
+            Arc::clone(&self.schema),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?)
+    }
 }
 
 impl RecordDecoder for TextDecoder {
     fn decode(&mut self, records: &Records) -> Result<Decoded> {
-        let (csv, schema) = (self.csv, Arc::clone(&self.schema));
+        let csv = self.csv;
+        let (decoded_schema, csv_projection) = match &self.projection {
+            Some(p) => (Arc::clone(&p.schema), Some(p.indices.as_slice())),
+            None => (Arc::clone(&self.schema), None),
+        };
         // JSON whitespace, or a CSV line with nothing but line ends.
         let blank = |record: &[u8]| {
             record.iter().all(|&b| match b {
@@ -294,53 +383,75 @@ impl RecordDecoder for TextDecoder {
                 _ => false,
             })
         };
-        decode_isolating(&self.schema, records, blank, |range| {
-            decode_text(csv, &schema, records, range)
-        })
+        let mut decoded = decode_isolating(&decoded_schema, records, blank, |range| {
+            if csv {
+                decode_csv(&self.schema, csv_projection, records, range)
+            } else {
+                decode_json(&decoded_schema, records, range)
+            }
+        })?;
+        decoded.batch = self.widen(decoded.batch)?;
+        Ok(decoded)
     }
 }
 
-/// Decodes the JSON values or CSV lines of records `range` in one batch
-/// (one flush returns them all).
-fn decode_text(
-    csv: bool,
+/// Decodes the CSV lines of records `range` in one batch (one flush
+/// returns them all): the columns `projection` picks of `schema`, or all.
+fn decode_csv(
     schema: &SchemaRef,
+    projection: Option<&[usize]>,
     records: &Records,
     range: Range<usize>,
 ) -> std::result::Result<RecordBatch, String> {
     // One more than expected, so a record holding two values shows.
-    let batch_size = range.len() + 1;
-    let bytes = records.span(range.clone());
-    let decoded = if csv {
-        let mut decoder = arrow_csv::ReaderBuilder::new(Arc::clone(schema))
-            .with_header(false)
-            .with_batch_size(batch_size)
-            .build_decoder();
-        feed(bytes, |b| decoder.decode(b))
-            .and_then(|()| decoder.decode(&[]))
-            .and_then(|_| decoder.flush())
-    } else {
-        arrow_json::ReaderBuilder::new(Arc::clone(schema))
-            .with_batch_size(batch_size)
-            .build_decoder()
-            .and_then(|mut decoder| {
-                // Record by record: JSON allows a newline inside a value,
-                // so a value may run on into the next record, and the
-                // counts of a span alone could hide it.
-                // (A lone record is checked by its count of rows.)
-                let several = range.len() > 1;
-                for (n, i) in range.enumerate() {
-                    feed(records.get(i), |b| decoder.decode(b))?;
-                    if several && (decoder.has_partial_record() || decoder.len() != n + 1) {
-                        return Err(arrow::error::ArrowError::JsonError(format!(
-                            "record {} does not hold exactly one value",
-                            n + 1
-                        )));
-                    }
+    let mut builder = arrow_csv::ReaderBuilder::new(Arc::clone(schema))
+        .with_header(false)
+        .with_batch_size(range.len() + 1);
+    if let Some(projection) = projection {
+        builder = builder.with_projection(projection.to_vec());
+    }
+    let mut decoder = builder.build_decoder();
+    let decoded = feed(records.span(range), |b| decoder.decode(b))
+        .and_then(|()| decoder.decode(&[]))
+        .and_then(|_| decoder.flush());
+    match decoded {
+        Ok(Some(batch)) => Ok(batch),
+        Ok(None) => Ok(RecordBatch::new_empty(match projection {
+            Some(p) => Arc::new(schema.project(p).map_err(|e| e.to_string())?),
+            None => Arc::clone(schema),
+        })),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Decodes the JSON values of records `range` into rows of `schema` in
+/// one batch; fields of a value that `schema` lacks are skipped.
+fn decode_json(
+    schema: &SchemaRef,
+    records: &Records,
+    range: Range<usize>,
+) -> std::result::Result<RecordBatch, String> {
+    let decoded = arrow_json::ReaderBuilder::new(Arc::clone(schema))
+        // One more than expected, so a record holding two values shows.
+        .with_batch_size(range.len() + 1)
+        .build_decoder()
+        .and_then(|mut decoder| {
+            // Record by record: JSON allows a newline inside a value,
+            // so a value may run on into the next record, and the
+            // counts of a span alone could hide it.
+            // (A lone record is checked by its count of rows.)
+            let several = range.len() > 1;
+            for (n, i) in range.enumerate() {
+                feed(records.get(i), |b| decoder.decode(b))?;
+                if several && (decoder.has_partial_record() || decoder.len() != n + 1) {
+                    return Err(arrow::error::ArrowError::JsonError(format!(
+                        "record {} does not hold exactly one value",
+                        n + 1
+                    )));
                 }
-                decoder.flush()
-            })
-    };
+            }
+            decoder.flush()
+        });
     match decoded {
         Ok(Some(batch)) => Ok(batch),
         Ok(None) => Ok(RecordBatch::new_empty(Arc::clone(schema))),
@@ -653,5 +764,69 @@ mod tests {
             assert!(decoded.bad.is_empty(), "{:?}", decoded.bad);
             assert_eq!(decoded.batch, batch, "{format:?}");
         }
+    }
+
+    /// A bid-like schema: `id` NOT NULL, the rest nullable.
+    fn wide_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("price", DataType::Int64, true),
+            Field::new("url", DataType::Utf8, true),
+            Field::new("extra", DataType::Utf8, true),
+        ]))
+    }
+
+    fn decode_reading(format: Format, records: &Records, read: &[&str]) -> Decoded {
+        let read: BTreeSet<String> = read.iter().map(|c| c.to_string()).collect();
+        format
+            .decoder_reading(wide_schema(), RecordLimits::default(), Some(&read))
+            .unwrap()
+            .decode(records)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_reader_of_some_columns_gets_nulls_in_the_others() {
+        let json = records(&[
+            r#"{"id": 1, "price": 10, "url": "http://a", "extra": "x"}"#,
+            r#"{"id": 2, "price": 20, "url": "http://b", "extra": "y"}"#,
+        ]);
+        let csv = records(&["1,10,http://a,x", "2,20,http://b,y"]);
+        for (format, records) in [(Format::Json, json), (Format::Csv { header: false }, csv)] {
+            // `id` is NOT NULL, so it is decoded though not asked for.
+            let decoded = decode_reading(format.clone(), &records, &["price"]);
+            assert!(decoded.bad.is_empty(), "{format:?}: {:?}", decoded.bad);
+            let batch = decoded.batch;
+            assert_eq!(batch.schema(), wide_schema(), "{format:?}");
+            assert_eq!(ids(&batch), vec![1, 2], "{format:?}");
+            let prices = batch.column(1).as_primitive::<Int64Type>();
+            assert_eq!(prices.values().to_vec(), vec![10, 20], "{format:?}");
+            assert_eq!(batch.column(2).null_count(), 2, "{format:?}");
+            assert_eq!(batch.column(3).null_count(), 2, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_in_a_column_not_read_does_not_make_the_record_bad() {
+        let json = records(&[
+            r#"{"id": 1, "price": 10, "url": {"not": "text"}, "extra": "x"}"#,
+            r#"{"id": 2, "price": "twenty"}"#,
+            r#"{"id": 3, "price": 30, "url": [1, 2]}"#,
+        ]);
+        let decoded = decode_reading(Format::Json, &json, &["price"]);
+        // Only record 2's bad value is in a column read.
+        assert_eq!(
+            decoded.bad.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![1]
+        );
+        assert_eq!(ids(&decoded.batch), vec![1, 3]);
+        // Every column read, nothing skipped: the same as no projection.
+        let all = decode_reading(Format::Json, &json, &["id", "price", "url", "extra"]);
+        assert_eq!(all.bad.len(), 3, "{:?}", all.bad);
+        // A record that is not JSON at all stays bad whatever is read.
+        let broken = records(&[r#"{"id": 1, "url": "#, r#"{"id": 2}"#]);
+        let decoded = decode_reading(Format::Json, &broken, &["price"]);
+        assert_eq!(decoded.bad.len(), 1, "{:?}", decoded.bad);
+        assert_eq!(ids(&decoded.batch), vec![2]);
     }
 }

@@ -1,7 +1,7 @@
 //! Reading a Kafka topic: every partition, decoded straight into Arrow
 //! batches, one batch per partition so each keeps its own watermark.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -166,6 +166,18 @@ impl KafkaSource {
             last_discovery: now,
             last_group_commit: now,
         })
+    }
+
+    /// The source for a reader that needs only the columns in `read`
+    /// (all when `None`): the payload's other fields are not decoded
+    /// (NULL).
+    pub fn reading(mut self, read: Option<&BTreeSet<String>>) -> Result<Self> {
+        let (payload, _) = split_schema(&self.schema)?;
+        self.decoder = self
+            .config
+            .format
+            .decoder_reading(payload, self.config.limits, read)?;
+        Ok(self)
     }
 
     /// Cuts batches after every 256 messages (tests of batch cutting).
