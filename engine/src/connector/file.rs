@@ -71,6 +71,7 @@ impl FileConfig {
             line: 0,
             skip_lines: 0,
             failure: None,
+            buffers: ReadBuffers::default(),
         })
     }
 }
@@ -132,6 +133,17 @@ pub(crate) struct FileSource {
     /// The error of a bad record under `bad_data = 'fail'`, returned once
     /// the rows before it are.
     failure: Option<Error>,
+    buffers: ReadBuffers,
+}
+
+/// What a poll reads lines into: reused, so that a poll does not allocate
+/// (and the allocator return) a batch's worth of bytes each time.
+#[derive(Default)]
+struct ReadBuffers {
+    line: Vec<u8>,
+    records: Records,
+    /// The line number of each record.
+    lines: Vec<u64>,
 }
 
 impl FileSource {
@@ -336,9 +348,14 @@ impl Source for FileSource {
             let Some(mut open) = self.current.take() else {
                 return Ok(Poll::End);
             };
-            let mut line = Vec::with_capacity(256);
-            let mut records = Records::with_capacity(self.batch_size, 64 * 1024);
-            let mut lines = Vec::with_capacity(self.batch_size);
+            // The buffers of the previous poll, kept for their capacity.
+            let ReadBuffers {
+                mut line,
+                mut records,
+                mut lines,
+            } = std::mem::take(&mut self.buffers);
+            records.clear();
+            lines.clear();
             let mut eof = false;
             while records.len() < self.batch_size {
                 line.clear();
@@ -356,6 +373,7 @@ impl Source for FileSource {
                 }
             }
             let label = open.label.clone();
+            let line_buffer = line;
             let line = open.line;
             if !eof {
                 self.current = Some(open);
@@ -364,6 +382,11 @@ impl Source for FileSource {
                 (None, None)
             } else {
                 self.decode(&label, &records, &lines)?
+            };
+            self.buffers = ReadBuffers {
+                line: line_buffer,
+                records,
+                lines,
             };
             // Only now are the lines read past: a failed decode leaves
             // the position before them, a bad record under 'fail' just
