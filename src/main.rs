@@ -14,6 +14,12 @@ use clap::{Parser, Subcommand};
 
 use output::Format;
 
+/// mimalloc rather than the system allocator: batches allocate and free
+/// large buffers at a high rate, which glibc's allocator serves with
+/// fresh mappings from the kernel each time (see BENCHMARKS.md, Ingest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// DataFibers: continuous SQL over streams, archived to Delta Lake.
 #[derive(Debug, Parser)]
 #[command(name = "fibers", version, about, long_about = None)]
