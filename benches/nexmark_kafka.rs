@@ -28,10 +28,14 @@
 //! Cost is CPU time of the whole process (user + system, librdkafka's
 //! threads included); each figure is the best of `--runs` alternating
 //! runs. A job over Kafka must produce as many rows as the in-memory run of
-//! its query, so a broken decode cannot pass unnoticed.
+//! its query, so a broken decode cannot pass unnoticed. The process uses
+//! mimalloc, as `fibers` does.
 
 #[path = "support.rs"]
 mod support;
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
