@@ -23,11 +23,11 @@
 #[path = "support.rs"]
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use fibers_engine::{Engine, EngineConfig};
-use support::{cpu_time, job_counter_of};
+use support::{job_counter_of, run_to_end};
 
 /// The bids, generated as they are read.
 fn stream(events: u64) -> String {
@@ -70,13 +70,7 @@ async fn run(events: u64, script: &str, last: &str) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let engine = Engine::open(EngineConfig::new(dir.path())).await?;
     engine.execute_script(&stream(events)).await?;
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    engine.execute_script(script).await?;
-    engine.wait_for_bounded_jobs().await;
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
-    if let Some((job, e)) = engine.failures().await.into_iter().next() {
-        anyhow::bail!("job {job} failed: {e}");
-    }
+    let (cpu, wall) = run_to_end(&engine, script).await?;
     let run = Run {
         cpu,
         wall,

@@ -33,7 +33,7 @@ use anyhow::Context;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use fibers_engine::{Engine, EngineConfig};
-use support::{cpu_time, job_counter_of, nexmark};
+use support::{cpu_time, job_counter_of, nexmark, run_to_end};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -136,13 +136,7 @@ async fn run_query(path: &Path, format: Format, query: &str) -> anyhow::Result<R
         "CREATE SINK ingest_{query} WITH (connector = 'discard') AS\n{}",
         nexmark::sql(&format!("{query}.sql"))?
     );
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    engine.execute_script(&sink).await?;
-    engine.wait_for_bounded_jobs().await;
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
-    if let Some((job, e)) = engine.failures().await.into_iter().next() {
-        anyhow::bail!("job {job} failed: {e}");
-    }
+    let (cpu, wall) = run_to_end(&engine, &sink).await?;
     let name = format!("ingest_{query}");
     let run = Run {
         cpu,

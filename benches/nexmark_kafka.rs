@@ -46,7 +46,7 @@ use arrow::record_batch::RecordBatch;
 use fibers_engine::{Engine, EngineConfig, QueryRunner, read_stream};
 use rdkafka::producer::{BaseRecord, Producer};
 use support::nexmark::{self, Run};
-use support::{cpu_time, job_counter, kafka};
+use support::{job_counter, kafka, run_to_end};
 
 const PARTITIONS: i32 = 3;
 const BATCH_ROWS: usize = 8192;
@@ -345,13 +345,7 @@ async fn over_kafka(brokers: &str, topic: &str, query: &str) -> anyhow::Result<K
         "CREATE SINK nexmark_{query} WITH (connector = 'discard') AS\n{}",
         nexmark::sql(&format!("{query}.sql"))?
     );
-    let (cpu, wall) = (cpu_time(), Instant::now());
-    engine.execute_script(&sink).await?;
-    engine.wait_for_bounded_jobs().await;
-    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
-    if let Some((job, e)) = engine.failures().await.into_iter().next() {
-        anyhow::bail!("job {job} failed: {e}");
-    }
+    let (cpu, wall) = run_to_end(&engine, &sink).await?;
     let run = KafkaRun {
         run: Run {
             events: job_counter(&engine, "input_rows").await?,

@@ -49,6 +49,24 @@ pub async fn archived_rows(engine: &fibers_engine::Engine, view: &str) -> anyhow
     }
 }
 
+/// Runs `script` (the views and sinks of a bench) in `engine` until every
+/// bounded job has ended: the CPU time of the whole process and the wall
+/// time it took. Fails if a job failed.
+#[allow(dead_code)] // not every bench runs jobs
+pub async fn run_to_end(
+    engine: &fibers_engine::Engine,
+    script: &str,
+) -> anyhow::Result<(Duration, Duration)> {
+    let (cpu, wall) = (cpu_time(), std::time::Instant::now());
+    engine.execute_script(script).await?;
+    engine.wait_for_bounded_jobs().await;
+    let (cpu, wall) = (cpu_time() - cpu, wall.elapsed());
+    if let Some((job, e)) = engine.failures().await.into_iter().next() {
+        anyhow::bail!("job {job} failed: {e}");
+    }
+    Ok((cpu, wall))
+}
+
 /// Counter `name` (a `SHOW JOBS` column such as `input_rows`) of the first
 /// job `SHOW JOBS` lists.
 #[allow(dead_code)] // not every bench runs jobs
