@@ -1280,12 +1280,7 @@ impl SourceReader {
             self.bad_rows_seen = bad;
             self.metrics.set_health(self.source.health());
             let now = Instant::now();
-            let partitions = self.source.partitions();
-            if partitions.len() != self.tracker.len() {
-                for &p in partitions {
-                    self.tracker.add_partition(p, now);
-                }
-            }
+            self.tracker.track(self.source.partitions(), now);
             // Only a partition the source has read to its end can be idle:
             // one it is behind on, or a broker too slow to say, may still
             // hold rows the watermark must not pass.

@@ -220,9 +220,21 @@ impl PartitionWatermarks {
         self.emitted = state.emitted;
     }
 
-    /// Number of partitions known.
-    pub fn len(&self) -> usize {
-        self.partitions.len()
+    /// Tracks the partitions a source reads now: new ones are added, and
+    /// one it no longer lists is forgotten if it has delivered nothing
+    /// (the stand-in a source lists while it learns its partitions; see
+    /// `union::pending`). One that has delivered keeps its watermark.
+    pub fn track(&mut self, partitions: &[u32], now: Instant) {
+        if partitions.len() == self.partitions.len()
+            && partitions.iter().all(|p| self.partitions.contains_key(p))
+        {
+            return;
+        }
+        self.partitions
+            .retain(|p, state| partitions.contains(p) || state.tracker.max_seen.is_some());
+        for &partition in partitions {
+            self.add_partition(partition, now);
+        }
     }
 
     /// Starts tracking a partition (a no-op for a known one). A new
@@ -456,6 +468,23 @@ mod tests {
         let o = w.observe(0, batch(&[Some(200)]), much_later).unwrap();
         assert_eq!(o.late, 0);
         assert_eq!(w.advance(much_later), Some(190));
+    }
+
+    #[test]
+    fn a_stand_in_partition_is_forgotten_and_one_that_delivered_is_kept() {
+        let now = Instant::now();
+        let mut w = PartitionWatermarks::new(0, 0, None);
+        // A stand-in for partitions not known yet holds the watermark back.
+        w.track(&[0, u32::MAX], now);
+        w.observe(0, batch(&[Some(50)]), now).unwrap();
+        assert_eq!(w.advance(now), None);
+        // Once the real partition is listed, the stand-in goes; partition
+        // 0, no longer listed, keeps what it delivered.
+        w.track(&[1], now);
+        let known: Vec<u32> = w.snapshot().partitions.iter().map(|p| p.0).collect();
+        assert_eq!(known, [0, 1]);
+        w.observe(1, batch(&[Some(40)]), now).unwrap();
+        assert_eq!(w.advance(now), Some(40));
     }
 
     #[test]

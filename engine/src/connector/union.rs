@@ -7,8 +7,11 @@
 //! nanoseconds), then the first stream's columns and the second stream's,
 //! NULL on the other stream's side. Partitions of the second stream are
 //! numbered from [`SECOND_PARTITIONS`], so each keeps its own watermark and
-//! the job's watermark is the minimum over both streams. The join's
-//! operator splits the rows back by `_input`.
+//! the job's watermark is the minimum over both streams. A stream that does
+//! not know its partitions yet (a Kafka consumer still connecting) counts
+//! as one partition that has delivered nothing, [`pending`], so the other
+//! stream cannot move the watermark past the rows it has yet to deliver.
+//! The join's operator splits the rows back by `_input`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +31,12 @@ pub(crate) const INPUT_COLUMN: &str = "_input";
 pub(crate) const TIME_COLUMN: &str = "_join_time";
 /// Partition numbers of the second stream start here.
 pub(crate) const SECOND_PARTITIONS: u32 = 1 << 20;
+
+/// The partition standing for all of stream `input`'s while it knows none:
+/// out of reach of real ones (Kafka numbers partitions with an `i32`).
+pub(crate) fn pending(input: usize) -> u32 {
+    u32::MAX - input as u32
+}
 
 /// The union schema of `streams`: `_input`, `_join_time`, then each
 /// stream's columns, named `stream.column`.
@@ -174,45 +183,35 @@ impl UnionSource {
         sources: [Box<dyn Source>; 2],
         schema: SchemaRef,
     ) -> Result<Self> {
-        Ok(UnionSource {
+        let mut union = UnionSource {
             sources,
             widener: Widener::new(streams, schema)?,
             ended: [false; 2],
             latest: [None; 2],
             partitions: Vec::new(),
-        })
+        };
+        union.refresh_partitions();
+        Ok(union)
     }
 }
 
 impl UnionSource {
-    /// Both sources' partitions, numbered apart (sources learn theirs as
-    /// they connect).
+    /// Both sources' partitions, numbered apart; [`pending`] for a source
+    /// that has not learned its own yet (sources learn them as they
+    /// connect) and has not ended.
     fn refresh_partitions(&mut self) {
-        let count = self.sources[0].partitions().len() + self.sources[1].partitions().len();
-        if count == self.partitions.len() {
-            return;
-        }
         self.partitions.clear();
         for input in 0..2 {
-            let partitions = self.sources[input].partitions().iter();
+            let partitions = self.sources[input].partitions();
+            if partitions.is_empty() && !self.ended[input] {
+                self.partitions.push(pending(input));
+            }
             self.partitions
-                .extend(partitions.map(|&p| to_union(input, p)));
+                .extend(partitions.iter().map(|&p| to_union(input, p)));
         }
     }
-}
 
-/// Partition `partition` of stream `input`, numbered in the union.
-pub(crate) fn to_union(input: usize, partition: u32) -> u32 {
-    if input == 0 {
-        partition
-    } else {
-        partition + SECOND_PARTITIONS
-    }
-}
-
-impl Source for UnionSource {
-    fn poll(&mut self) -> Result<Poll> {
-        self.refresh_partitions();
+    fn read(&mut self) -> Result<Poll> {
         let mut wait: Option<Duration> = None;
         // A source that has read nothing yet counts as furthest behind.
         let behind = usize::from(self.latest[1] < self.latest[0]);
@@ -240,6 +239,24 @@ impl Source for UnionSource {
             // One source ended just now; the other has not answered.
             None => Poll::Idle(Duration::ZERO),
         })
+    }
+}
+
+/// Partition `partition` of stream `input`, numbered in the union.
+pub(crate) fn to_union(input: usize, partition: u32) -> u32 {
+    if input == 0 {
+        partition
+    } else {
+        partition + SECOND_PARTITIONS
+    }
+}
+
+impl Source for UnionSource {
+    fn poll(&mut self) -> Result<Poll> {
+        let polled = self.read();
+        // After reading: the job looks at the partitions of what it got.
+        self.refresh_partitions();
+        polled
     }
 
     fn bad_rows(&self) -> u64 {
@@ -289,5 +306,125 @@ impl Source for UnionSource {
                 "expected the positions of two streams",
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Instant;
+
+    use arrow::array::{Int64Array, TimestampNanosecondArray};
+    use fibers_sql::Statement;
+
+    use super::*;
+    use crate::watermark::PartitionWatermarks;
+
+    /// A source that knows no partitions for its first `connecting` polls
+    /// (as a Kafka consumer fetching metadata), then delivers its batches.
+    struct Connecting {
+        connecting: usize,
+        known: Vec<u32>,
+        batches: VecDeque<RecordBatch>,
+    }
+
+    impl Source for Connecting {
+        fn poll(&mut self) -> Result<Poll> {
+            if self.connecting > 0 {
+                self.connecting -= 1;
+                return Ok(Poll::Idle(Duration::ZERO));
+            }
+            self.known = vec![0];
+            Ok(match self.batches.pop_front() {
+                Some(batch) => Poll::Batch(0, batch),
+                None => Poll::End,
+            })
+        }
+
+        fn partitions(&self) -> &[u32] {
+            &self.known
+        }
+
+        fn caught_up(&mut self) -> Vec<u32> {
+            if self.batches.is_empty() {
+                self.known.clone()
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    fn stream(name: &str) -> StreamDef {
+        let sql = format!(
+            "CREATE STREAM {name} (k BIGINT, ts TIMESTAMP(3), \
+             WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) \
+             WITH (connector = 'file', path = '{name}.jsonl', format = 'json')"
+        );
+        let parsed = fibers_sql::parse_script(&sql).unwrap();
+        let Statement::CreateStream(create) = &parsed[0].statement else {
+            unreachable!()
+        };
+        StreamDef::resolve(create, std::path::Path::new(".")).unwrap()
+    }
+
+    /// Batches of one row a second from `from_s`, `count` seconds.
+    fn seconds(schema: &SchemaRef, from_s: i64, count: i64) -> VecDeque<RecordBatch> {
+        (from_s..from_s + count)
+            .map(|s| {
+                RecordBatch::try_new(
+                    Arc::clone(schema),
+                    vec![
+                        Arc::new(Int64Array::from(vec![s])),
+                        Arc::new(TimestampNanosecondArray::from(vec![s * 1_000_000_000])),
+                    ],
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
+    /// Reads `union` as a job does, returning the rows found late.
+    fn late_rows(union: &mut UnionSource) -> usize {
+        let mut tracker = PartitionWatermarks::new(1, 1_000_000_000, Some(Duration::ZERO));
+        let mut late = 0;
+        loop {
+            let polled = union.poll().unwrap();
+            let now = Instant::now();
+            tracker.track(union.partitions(), now);
+            tracker.set_caught_up(&union.caught_up());
+            match polled {
+                Poll::Batch(partition, batch) => {
+                    late += tracker.observe(partition, batch, now).unwrap().late;
+                    tracker.advance(now);
+                }
+                Poll::Idle(_) => {}
+                Poll::End => return late,
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_still_connecting_holds_the_watermark_back() {
+        let (trades, quotes) = (stream("trades"), stream("quotes"));
+        let streams = [&trades, &quotes];
+        // Trades (1 s to 20 s) connect only after quotes (100 s to 120 s)
+        // have delivered: counted from the quotes alone, the watermark
+        // would pass every trade.
+        let sources: [Box<dyn Source>; 2] = [
+            Box::new(Connecting {
+                connecting: 5,
+                known: Vec::new(),
+                batches: seconds(&trades.schema, 1, 20),
+            }),
+            Box::new(Connecting {
+                connecting: 0,
+                known: Vec::new(),
+                batches: seconds(&quotes.schema, 100, 20),
+            }),
+        ];
+        let mut union = UnionSource::new(&streams, sources, union_schema(&streams)).unwrap();
+        assert_eq!(union.partitions(), &[pending(0), pending(1)]);
+        assert_eq!(late_rows(&mut union), 0);
+        assert_eq!(union.partitions(), &[0, SECOND_PARTITIONS]);
     }
 }
