@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench ingest                                  # 5M events, 2 rounds
 //! cargo bench --bench ingest -- --events 1000000 --runs 1 --format csv
+//! cargo bench --bench ingest -- --flink ~/.cache/datafibers/flink-venv/bin/python
 //! ```
 //!
 //! The bids of `--events` events of the Nexmark sequence (46 in 50 events
@@ -20,13 +21,22 @@
 //! CPU time is of the whole process (user + system, every thread). The
 //! targets are those of the ingest issue: JSON bids through q1 and q2 at
 //! 1.2M events or more per CPU-second, q0 at 0.8M or more.
+//!
+//! With `--flink PYTHON` (an interpreter with PyPI's `apache-flink`; see
+//! `benches/flink/README.md`), the JSON rounds also run each query in
+//! Apache Flink over the same file (`benches/flink/nexmark_file.py`: a
+//! local mini-cluster, parallelism 1, into a `blackhole` sink), and a
+//! Flink start-up arm, the q0 job over a file of one bid, whose CPU is
+//! Flink's fixed cost. Before the rounds, each query's rows are counted in
+//! Flink and must equal DataFibers' output rows.
 
 #[path = "support.rs"]
 mod support;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -127,6 +137,64 @@ fn decode_alone(path: &Path, format: Format, schema: &SchemaRef) -> anyhow::Resu
     })
 }
 
+/// The script that runs a query in Flink.
+fn flink_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/flink/nexmark_file.py")
+}
+
+/// Runs the Flink driver and returns the value of `field` in the JSON line
+/// it prints last.
+fn flink(python: &Path, path: &Path, query: &str, field: &str, count: bool) -> anyhow::Result<f64> {
+    let mut command = Command::new(python);
+    command
+        .arg(flink_script())
+        .arg("--path")
+        .arg(path)
+        .args(["--query", query]);
+    if count {
+        command.arg("--count");
+    }
+    let output = command
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "Flink's {query} failed ({}):\n{}{}",
+        output.status,
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let last = stdout.lines().last().unwrap_or_default();
+    let value: serde_json::Value = serde_json::from_str(last)
+        .with_context(|| format!("Flink's {query} printed '{last}', not a JSON line"))?;
+    value[field]
+        .as_f64()
+        .with_context(|| format!("Flink's {query} printed no '{field}': {last}"))
+}
+
+/// Runs `query` in Flink over the file; its CPU time is the driver's and
+/// its JVM's.
+fn run_flink(python: &Path, path: &Path, query: &str, rows: u64) -> anyhow::Result<Run> {
+    let wall = Instant::now();
+    let cpu = flink(python, path, query, "cpu_s", false)?;
+    Ok(Run {
+        cpu: Duration::from_secs_f64(cpu),
+        wall: wall.elapsed(),
+        rows_in: rows,
+        rows_out: 0,
+    })
+}
+
+/// A file holding the first bid of `path` only, for Flink's start-up arm.
+fn first_line(path: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    let mut line = String::new();
+    BufReader::new(File::open(path)?).read_line(&mut line)?;
+    let one = dir.join("one_bid.jsonl");
+    std::fs::write(&one, line)?;
+    Ok(one)
+}
+
 /// Runs `query` over the file in a fresh engine until the stream ends.
 async fn run_query(path: &Path, format: Format, query: &str) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
@@ -148,16 +216,80 @@ async fn run_query(path: &Path, format: Format, query: &str) -> anyhow::Result<R
     Ok(run)
 }
 
+/// What one arm of a round runs.
+#[derive(Debug, Clone, Copy)]
+enum Arm {
+    Decoder,
+    Fibers(&'static str),
+    FlinkStartUp,
+    Flink(&'static str),
+}
+
+impl Arm {
+    fn name(self) -> String {
+        match self {
+            Arm::Decoder => "decoder alone, every field (baseline)".to_string(),
+            Arm::Fibers(q) => q.to_string(),
+            Arm::FlinkStartUp => "Flink start-up (q0 over one bid)".to_string(),
+            Arm::Flink(q) => format!("Flink {q}"),
+        }
+    }
+}
+
+/// Prints DataFibers and Flink side by side, after checking that Flink
+/// emits as many rows as DataFibers for each query.
+fn flink_table(
+    python: &Path,
+    path: &Path,
+    arms: &[Arm],
+    best: &[Option<Run>],
+) -> anyhow::Result<()> {
+    let cpu_of = |wanted: &dyn Fn(Arm) -> bool| {
+        arms.iter()
+            .zip(best)
+            .find(|(arm, _)| wanted(**arm))
+            .and_then(|(_, run)| run.as_ref())
+            .map(|run| run.cpu.as_secs_f64())
+    };
+    let start_up = cpu_of(&|a| matches!(a, Arm::FlinkStartUp)).unwrap_or(0.0);
+    println!("\nApache Flink, same file (start-up arm: {start_up:.2} CPU s)\n");
+    println!(
+        "| query | rows out | DataFibers CPU s | Flink CPU s | Flink less start-up | \
+         Flink / DataFibers | less start-up / DataFibers |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for (i, &query) in QUERIES.iter().enumerate() {
+        let ours = best[1 + i].as_ref().context("no DataFibers run")?;
+        let counted = flink(python, path, query, "rows", true)? as u64;
+        anyhow::ensure!(
+            counted == ours.rows_out,
+            "{query}: Flink emits {counted} rows, DataFibers {}",
+            ours.rows_out
+        );
+        let fibers = ours.cpu.as_secs_f64();
+        let theirs = cpu_of(&|a| matches!(a, Arm::Flink(q) if q == query)).unwrap_or(0.0);
+        let less = (theirs - start_up).max(0.0);
+        println!(
+            "| {query} | {counted} | {fibers:.2} | {theirs:.2} | {less:.2} | {:.1}× | {:.1}× |",
+            theirs / fibers.max(1e-9),
+            less / fibers.max(1e-9),
+        );
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let mut events = 5_000_000u64;
     let mut runs = 2usize;
     let mut formats = vec![Format::Json];
+    let mut flink_python: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--events" => events = value("--events")?.parse()?,
             "--runs" => runs = value("--runs")?.parse::<usize>()?.max(1),
+            "--flink" => flink_python = Some(value("--flink")?.into()),
             "--format" => {
                 formats = match value("--format")?.as_str() {
                     "json" => vec![Format::Json],
@@ -169,8 +301,8 @@ fn main() -> anyhow::Result<()> {
             // cargo bench passes --bench to every bench binary.
             "--bench" => {}
             other => anyhow::bail!(
-                "unknown argument '{other}'; expected --events N, --runs N or --format \
-                 json|csv|both"
+                "unknown argument '{other}'; expected --events N, --runs N, --format \
+                 json|csv|both or --flink PYTHON"
             ),
         }
     }
@@ -197,18 +329,35 @@ fn main() -> anyhow::Result<()> {
             Format::Json => &json,
             Format::Csv => &csv,
         };
+        let flink_python = flink_python.as_deref().filter(|_| format == Format::Json);
+        let mut arms = vec![Arm::Decoder];
+        arms.extend(QUERIES.iter().map(|&q| Arm::Fibers(q)));
+        let one_bid = match flink_python {
+            Some(_) => {
+                arms.push(Arm::FlinkStartUp);
+                arms.extend(QUERIES.iter().map(|&q| Arm::Flink(q)));
+                Some(first_line(path, dir.path())?)
+            }
+            None => None,
+        };
         // Best of `runs` for each arm, the arms alternating within a round.
-        let mut best: Vec<Option<Run>> = (0..=QUERIES.len()).map(|_| None).collect();
+        let mut best: Vec<Option<Run>> = arms.iter().map(|_| None).collect();
         for round in 1..=runs {
             let mut line = format!("{} round {round}:", format.name());
-            for (i, slot) in best.iter_mut().enumerate() {
-                let run = match i {
-                    0 => decode_alone(path, format, &schema)?,
-                    _ => runtime.block_on(run_query(path, format, QUERIES[i - 1]))?,
+            for (arm, slot) in arms.iter().zip(best.iter_mut()) {
+                let run = match (*arm, flink_python, &one_bid) {
+                    (Arm::Decoder, ..) => decode_alone(path, format, &schema)?,
+                    (Arm::Fibers(q), ..) => runtime.block_on(run_query(path, format, q))?,
+                    (Arm::FlinkStartUp, Some(python), Some(one)) => {
+                        run_flink(python, one, "q0", rows)?
+                    }
+                    (Arm::Flink(q), Some(python), _) => run_flink(python, path, q, rows)?,
+                    _ => unreachable!("Flink arms run only with --flink"),
                 };
                 anyhow::ensure!(
                     run.rows_in == rows,
-                    "arm {i} read {} rows of {rows}",
+                    "{} read {} rows of {rows}",
+                    arm.name(),
                     run.rows_in
                 );
                 line.push_str(&format!(" {:.2} CPU-s", run.cpu.as_secs_f64()));
@@ -225,20 +374,20 @@ fn main() -> anyhow::Result<()> {
         );
         println!("| run | rows out | CPU s | wall s | events / CPU-s | CPU / decoder's | target |");
         println!("|---|---:|---:|---:|---:|---:|---|");
-        for (i, run) in best.iter().enumerate() {
+        for (arm, run) in arms.iter().zip(&best) {
             let Some(run) = run else { continue };
-            let name = match i {
-                0 => "decoder alone, every field (baseline)",
-                _ => QUERIES[i - 1],
-            };
+            if matches!(arm, Arm::FlinkStartUp | Arm::Flink(_)) {
+                continue;
+            }
             let per_cpu = rows as f64 / run.cpu.as_secs_f64().max(1e-9);
-            let target = match (format, i) {
-                (Format::Json, 1) => Some(0.8e6),
-                (Format::Json, 2 | 3) => Some(1.2e6),
+            let target = match (format, arm) {
+                (Format::Json, Arm::Fibers("q0")) => Some(0.8e6),
+                (Format::Json, Arm::Fibers(_)) => Some(1.2e6),
                 _ => None,
             };
             println!(
-                "| {name} | {} | {:.2} | {:.2} | {:.2}M | {:.2} | {} |",
+                "| {} | {} | {:.2} | {:.2} | {:.2}M | {:.2} | {} |",
+                arm.name(),
                 run.rows_out,
                 run.cpu.as_secs_f64(),
                 run.wall.as_secs_f64(),
@@ -250,6 +399,9 @@ fn main() -> anyhow::Result<()> {
                     None => String::new(),
                 }
             );
+        }
+        if let Some(python) = flink_python {
+            flink_table(python, path, &arms, &best)?;
         }
     }
     Ok(())
