@@ -4,6 +4,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use arrow::array::AsArray;
+use arrow::datatypes::UInt64Type;
 use fibers_engine::{Engine, EngineConfig, StatementResult};
 
 use crate::output::{Format, print_rows};
@@ -58,6 +60,7 @@ pub async fn run(
             _ = until => {}
             _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping jobs"),
         }
+        print_summary(&engine).await;
     }
     engine.shutdown().await;
     let failures = engine.failures().await;
@@ -68,4 +71,50 @@ pub async fn run(
         bail!("{} job(s) failed", failures.len());
     }
     Ok(())
+}
+
+/// One line per job on stderr when the run ends: what it read, wrote and
+/// dropped, so that a bounded run says what it did.
+async fn print_summary(engine: &Engine) {
+    let batches = match engine.execute_script("SHOW JOBS").await.as_deref() {
+        Ok([StatementResult::Rows { batches, .. }]) => batches.clone(),
+        _ => return,
+    };
+    for batch in &batches {
+        let text = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_string_opt::<i32>())
+        };
+        let count = |name: &str| {
+            batch
+                .column_by_name(name)
+                .and_then(|c| c.as_primitive_opt::<UInt64Type>())
+        };
+        let (Some(names), Some(kinds), Some(statuses)) =
+            (text("name"), text("kind"), text("status"))
+        else {
+            return;
+        };
+        let (Some(input), Some(output), Some(late), Some(bad)) = (
+            count("input_rows"),
+            count("output_rows"),
+            count("late_rows"),
+            count("bad_rows"),
+        ) else {
+            return;
+        };
+        for row in 0..batch.num_rows() {
+            eprintln!(
+                "{} {} ({}): {} rows in, {} out, {} late, {} bad",
+                kinds.value(row),
+                names.value(row),
+                statuses.value(row),
+                input.value(row),
+                output.value(row),
+                late.value(row),
+                bad.value(row),
+            );
+        }
+    }
 }

@@ -68,6 +68,13 @@ fn bounded_stocks_view_matches_an_independent_computation() {
     let rows = read_table("delta", &dir.path().join("data/vwap"));
     let expected = expected_vwap(limit);
     assert_eq!(rows.len(), expected.len(), "one row per (symbol, window)");
+    // The run ends saying what each job did.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary = format!(
+        "view vwap (finished): {limit} rows in, {} out, 0 late, 0 bad",
+        expected.len()
+    );
+    assert!(stderr.contains(&summary), "no '{summary}' in:\n{stderr}");
     let mut seen = BTreeSet::new();
     for row in &rows {
         let symbol = row["symbol"].as_str().unwrap().to_string();
