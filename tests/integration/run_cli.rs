@@ -242,3 +242,86 @@ fn a_data_dir_is_used_by_one_process_at_a_time() {
     // opens, and its unbounded sink resumes until --for.
     assert_ok(&fibers_run(dir.path(), "SHOW STREAMS;", &["--for", "1s"]));
 }
+
+/// A file of 20,000 JSON lines, some malformed, some late, read by two
+/// streams that differ only in `decode_threads`: one thread, and three
+/// decoding each batch in chunks. Both windowed views must hold the windows
+/// an independent computation gives, and both jobs must count the same
+/// late and bad rows.
+#[test]
+fn decoding_on_several_threads_changes_no_row_no_late_row_and_no_bad_row() {
+    const LINES: i64 = 20_000;
+    const STEP_MS: i64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let start_ms = 1_735_828_200_000; // 2025-01-02T14:30:00Z
+    let mut file = String::new();
+    // (window start in microseconds) -> (rows, sum of v)
+    let mut expected: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    let (mut max_seen, mut late, mut bad) = (i64::MIN, 0, 0);
+    for i in 0..LINES {
+        if i % 997 == 500 {
+            file.push_str("{\"v\": oops\n");
+            bad += 1;
+            continue;
+        }
+        // Every seventh event comes 8 s behind the others: past the 5 s
+        // the watermark allows.
+        let ms = start_ms + i * STEP_MS - if i % 7 == 3 && i >= 800 { 8_000 } else { 0 };
+        let ts = chrono::DateTime::from_timestamp_millis(ms)
+            .unwrap()
+            .naive_utc();
+        file.push_str(&format!(
+            "{{\"v\": {i}, \"ts\": \"{}\"}}\n",
+            ts.format("%Y-%m-%dT%H:%M:%S%.3f")
+        ));
+        if max_seen != i64::MIN && ms < max_seen - 5_000 {
+            late += 1;
+            continue;
+        }
+        max_seen = max_seen.max(ms);
+        let window = ms.div_euclid(10_000) * 10_000 * 1_000;
+        let entry = expected.entry(window).or_default();
+        entry.0 += 1;
+        entry.1 += i;
+    }
+    let path = dir.path().join("events.jsonl");
+    std::fs::write(&path, file).unwrap();
+    let stream = |name: &str, threads: u32| {
+        format!(
+            "CREATE STREAM {name} (v BIGINT, ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '5' SECOND)
+               WITH (connector = 'file', path = '{}', format = 'json', bad_data = 'drop',
+                     decode_threads = '{threads}');
+             CREATE MATERIALIZED VIEW {name}_windows WITH (archive = 'parquet', path = '{name}') AS
+               SELECT window_start, count(*) AS n, sum(v) AS total
+               FROM TUMBLE({name}, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end;",
+            path.display()
+        )
+    };
+    let output = fibers_run(
+        dir.path(),
+        &format!("{}\n{}", stream("one", 1), stream("three", 3)),
+        &[],
+    );
+    assert_ok(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for name in ["one", "three"] {
+        let mut windows: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for row in read_table("parquet", &dir.path().join("data").join(name)) {
+            windows.insert(
+                row["window_start"].as_i64().unwrap(),
+                (row["n"].as_i64().unwrap(), row["total"].as_i64().unwrap()),
+            );
+        }
+        assert_eq!(windows, expected, "{name} thread(s)");
+        let summary = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("view {name}_windows (")))
+            .unwrap_or_else(|| panic!("no summary of {name}_windows in:\n{stderr}"));
+        assert!(
+            summary.starts_with(&format!("view {name}_windows (finished): "))
+                && summary.ends_with(&format!(" {late} late, {bad} bad")),
+            "{summary}"
+        );
+    }
+    assert!(late > 2_000 && bad == 20, "late {late}, bad {bad}");
+}

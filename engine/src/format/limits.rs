@@ -21,11 +21,19 @@ pub(crate) const DEFAULT_MAX_NESTING_DEPTH: usize = 128;
 /// Above this, a nesting limit would no longer protect the stack.
 const MAX_NESTING_DEPTH_ALLOWED: usize = 1024;
 
-/// How large and how deep one record may be.
+/// The most threads that decode one batch of records, by default and at
+/// all: past a few, a source thread hands out chunks faster than it gains.
+const MAX_DECODE_THREADS: usize = 4;
+
+/// How large and how deep one record may be, and how many threads may
+/// decode a batch of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RecordLimits {
     pub max_record_bytes: usize,
     pub max_nesting_depth: usize,
+    /// Threads decoding a batch of JSON or CSV records at once, each a
+    /// contiguous chunk of it (the source's own thread among them).
+    pub decode_threads: usize,
 }
 
 impl Default for RecordLimits {
@@ -33,13 +41,16 @@ impl Default for RecordLimits {
         RecordLimits {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH,
+            decode_threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(MAX_DECODE_THREADS),
         }
     }
 }
 
 impl RecordLimits {
-    /// Takes `max_record_size` (`'512KiB'`, `'8MiB'`, or bytes) and
-    /// `max_nesting_depth`.
+    /// Takes `max_record_size` (`'512KiB'`, `'8MiB'`, or bytes),
+    /// `max_nesting_depth` and `decode_threads`.
     pub fn from_options(options: &mut Options) -> Result<Self> {
         let mut limits = RecordLimits::default();
         if let Some(size) = options.take("max_record_size") {
@@ -58,6 +69,15 @@ impl RecordLimits {
                 )));
             }
             limits.max_nesting_depth = depth;
+        }
+        if let Some(threads) = options.take_parsed::<usize>("decode_threads", "a number")? {
+            if threads == 0 || threads > MAX_DECODE_THREADS {
+                return Err(Error::invalid(format!(
+                    "invalid value '{threads}' for option 'decode_threads': expected 1 to \
+                     {MAX_DECODE_THREADS}"
+                )));
+            }
+            limits.decode_threads = threads;
         }
         Ok(limits)
     }

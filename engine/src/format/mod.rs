@@ -89,7 +89,32 @@ impl Format {
     /// is always decoded): a field no reader needs is skipped, never
     /// materialised, and a malformed value in it does not make its record
     /// bad. Other formats decode every column.
+    ///
+    /// JSON and CSV batches are decoded by up to `limits.decode_threads`
+    /// decoders at once, each taking a contiguous chunk of the records
+    /// (see [`ParallelDecoder`]).
     pub fn decoder_reading(
+        &self,
+        schema: SchemaRef,
+        limits: RecordLimits,
+        read: Option<&BTreeSet<String>>,
+    ) -> Result<Box<dyn RecordDecoder>> {
+        let threads = match self {
+            Format::Json | Format::Csv { .. } => limits.decode_threads.max(1),
+            // An Avro decoder caches the registry's schemas: one is enough.
+            Format::Raw | Format::Avro(_) => 1,
+        };
+        if threads == 1 {
+            return self.one_decoder(schema, limits, read);
+        }
+        let decoders = (0..threads)
+            .map(|_| self.one_decoder(Arc::clone(&schema), limits, read))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Box::new(ParallelDecoder { decoders }))
+    }
+
+    /// One decoder of the format, behind the limits.
+    fn one_decoder(
         &self,
         schema: SchemaRef,
         limits: RecordLimits,
@@ -176,6 +201,19 @@ impl Records {
         &self.data[self.start(range.start)..self.ends[range.end - 1] + 1]
     }
 
+    /// A copy of records `range`.
+    fn slice(&self, range: Range<usize>) -> Records {
+        let offset = if range.is_empty() {
+            0
+        } else {
+            self.start(range.start)
+        };
+        Records {
+            data: self.span(range.clone()).to_vec(),
+            ends: self.ends[range].iter().map(|end| end - offset).collect(),
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> {
         (0..self.len()).map(|i| self.get(i))
     }
@@ -218,6 +256,73 @@ impl Decoded {
 pub(crate) trait RecordDecoder: Send {
     /// Decodes every record; each good record gives exactly one row.
     fn decode(&mut self, records: &Records) -> Result<Decoded>;
+}
+
+/// Batches smaller than this many records per decoder are decoded on the
+/// calling thread alone: a chunk must outweigh starting a thread for it.
+const MIN_RECORDS_PER_DECODER: usize = 1024;
+
+/// Decoders of one format, each decoding a contiguous chunk of a batch on
+/// a thread of its own (the caller's for the first). A text record decodes
+/// to its row, or fails, by itself, so the rows, the bad records and their
+/// errors are exactly those one decoder gives for the whole batch, in the
+/// same order: the source's positions and its watermark cannot tell.
+struct ParallelDecoder {
+    decoders: Vec<Box<dyn RecordDecoder>>,
+}
+
+impl RecordDecoder for ParallelDecoder {
+    fn decode(&mut self, records: &Records) -> Result<Decoded> {
+        let chunks = (records.len() / MIN_RECORDS_PER_DECODER).clamp(1, self.decoders.len());
+        let (first, others) = self
+            .decoders
+            .split_first_mut()
+            .ok_or_else(|| Error::invalid("a parallel decoder without decoders"))?;
+        if chunks == 1 {
+            return first.decode(records);
+        }
+        let per_chunk = records.len().div_ceil(chunks);
+        let starts: Vec<usize> = (0..chunks).map(|c| c * per_chunk).collect();
+        let parts: Vec<Records> = starts
+            .iter()
+            .map(|&start| records.slice(start..(start + per_chunk).min(records.len())))
+            .collect();
+        let results: Vec<Result<Decoded>> = std::thread::scope(|scope| {
+            let spawned: Vec<_> = parts[1..]
+                .iter()
+                .zip(others.iter_mut())
+                .map(|(part, decoder)| {
+                    std::thread::Builder::new()
+                        .name("fibers-decode".into())
+                        .spawn_scoped(scope, move || decoder.decode(part))
+                        .map_err(|e| (e, part))
+                })
+                .collect();
+            let mut results = vec![first.decode(&parts[0])];
+            for handle in spawned {
+                results.push(match handle {
+                    Ok(handle) => handle
+                        .join()
+                        .unwrap_or_else(|_| Err(Error::invalid("a decoding thread panicked"))),
+                    // No thread to be had: decode the chunk here.
+                    Err((_, part)) => first.decode(part),
+                });
+            }
+            results
+        });
+        let mut batches = Vec::with_capacity(chunks);
+        let mut bad = Vec::new();
+        for (result, start) in results.into_iter().zip(starts) {
+            let decoded = result?;
+            bad.extend(decoded.bad.into_iter().map(|(i, e)| (start + i, e)));
+            batches.push(decoded.batch);
+        }
+        let schema = batches[0].schema();
+        Ok(Decoded {
+            batch: concat_batches(&schema, &batches)?,
+            bad,
+        })
+    }
 }
 
 /// Encodes Arrow rows into records.
@@ -636,6 +741,81 @@ mod tests {
             .unwrap()
             .decode(records)
             .unwrap()
+    }
+
+    /// Decodes `records` with one decoder and with `threads` at once.
+    fn one_and_parallel(format: &Format, records: &Records, threads: usize) -> (Decoded, Decoded) {
+        let limits = |decode_threads| RecordLimits {
+            decode_threads,
+            ..RecordLimits::default()
+        };
+        let decode = |threads| {
+            format
+                .decoder(schema(), limits(threads))
+                .unwrap()
+                .decode(records)
+                .unwrap()
+        };
+        (decode(1), decode(threads))
+    }
+
+    /// Bad records everywhere a chunk may start or end, and one that runs
+    /// on into the next record across a chunk's end.
+    #[test]
+    fn chunks_decoded_at_once_give_the_rows_and_bad_records_of_one_decoder() {
+        let n = 5000;
+        // Three decoders cut 5,000 records at 1,667 and 3,334.
+        let bad_json = |i: usize| match i {
+            0 | 1667 | 3334 => Some("".to_string()),
+            1666 => Some("{".to_string()),
+            1668 | 4999 => Some(r#"{"id": "x"}"#.to_string()),
+            3333 => Some(r#"{"id": 1} {"id": 2}"#.to_string()),
+            _ => None,
+        };
+        let json: Vec<String> = (0..n)
+            .map(|i| bad_json(i).unwrap_or_else(|| format!(r#"{{"id": {i}, "name": "n{i}"}}"#)))
+            .collect();
+        let bad_csv = |i: usize| match i {
+            0 | 1667 => Some("".to_string()),
+            1666 | 3334 => Some("x,y".to_string()),
+            3333 | 4999 => Some("1,a,too many".to_string()),
+            _ => None,
+        };
+        let csv: Vec<String> = (0..n)
+            .map(|i| bad_csv(i).unwrap_or_else(|| format!("{i},n{i}")))
+            .collect();
+        let json_bad = (0..n).filter(|&i| bad_json(i).is_some()).count();
+        let csv_bad = (0..n).filter(|&i| bad_csv(i).is_some()).count();
+        for (format, lines, bad) in [
+            (Format::Json, &json, json_bad),
+            (Format::Csv { header: false }, &csv, csv_bad),
+        ] {
+            let strs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            let r = records(&strs);
+            let (one, parallel) = one_and_parallel(&format, &r, 3);
+            assert_eq!(one.batch.num_rows(), n - bad, "{format:?}: {:?}", one.bad);
+            assert_eq!(parallel.batch, one.batch, "{format:?}");
+            assert_eq!(parallel.bad, one.bad, "{format:?}");
+        }
+    }
+
+    #[test]
+    fn a_small_batch_is_decoded_by_one_decoder() {
+        let r = records(&[r#"{"id": 1}"#, r#"{"id": 2}"#]);
+        let (one, parallel) = one_and_parallel(&Format::Json, &r, 4);
+        assert_eq!(ids(&parallel.batch), [1, 2]);
+        assert_eq!(parallel.batch, one.batch);
+    }
+
+    #[test]
+    fn a_slice_of_records_keeps_their_bytes() {
+        let r = records(&["a", "", "bc", "d"]);
+        let s = r.slice(1..3);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.get(0), b"");
+        assert_eq!(s.get(1), b"bc");
+        assert_eq!(s.span(0..2), b"\nbc\n");
+        assert!(r.slice(2..2).is_empty());
     }
 
     #[test]

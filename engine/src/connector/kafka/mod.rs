@@ -44,6 +44,7 @@ pub(crate) const OPTIONS: &[&str] = &[
     "bad_data",
     "max_record_size",
     "max_nesting_depth",
+    "decode_threads",
     "scan_timeout",
 ];
 
