@@ -299,12 +299,14 @@ fn script(brokers: &str, topic: &str, sink_brokers: &str, sink_topic: &str) -> S
     // long as no partition is taken for idle. tansu serves the partitions
     // one after another; a partition the source has not read to its end is
     // never idle, so the default `idle_timeout` holds (the starved-broker
-    // test makes the same point over an unbounded read).
+    // test makes the same point over an unbounded read). Two threads decode
+    // each partition's batch, in chunks, so the kills land in the middle of
+    // that too.
     format!(
         "CREATE STREAM IF NOT EXISTS trades (id BIGINT, symbol TEXT, price DOUBLE, volume BIGINT,
              ts TIMESTAMP, WATERMARK FOR ts AS ts - INTERVAL '30' SECOND)
            WITH (connector = 'kafka', brokers = '{brokers}', topic = '{topic}', format = 'json',
-                 end = 'latest', properties.fetch.wait.max.ms = '50');
+                 end = 'latest', properties.fetch.wait.max.ms = '50', decode_threads = '2');
          CREATE MATERIALIZED VIEW IF NOT EXISTS {SIZED} WITH (archive = 'none') AS
            SELECT symbol, price, volume, ts FROM trades WHERE volume >= 1;
          CREATE MATERIALIZED VIEW IF NOT EXISTS {VIEW} WITH (archive = 'delta', path = '{VIEW}') AS

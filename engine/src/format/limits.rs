@@ -21,8 +21,8 @@ pub(crate) const DEFAULT_MAX_NESTING_DEPTH: usize = 128;
 /// Above this, a nesting limit would no longer protect the stack.
 const MAX_NESTING_DEPTH_ALLOWED: usize = 1024;
 
-/// The most threads that decode one batch of records, by default and at
-/// all: past a few, a source thread hands out chunks faster than it gains.
+/// The most threads that decode one batch of records: past a few, a
+/// source thread hands out chunks faster than it gains.
 const MAX_DECODE_THREADS: usize = 4;
 
 /// How large and how deep one record may be, and how many threads may
@@ -41,9 +41,10 @@ impl Default for RecordLimits {
         RecordLimits {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             max_nesting_depth: DEFAULT_MAX_NESTING_DEPTH,
-            decode_threads: std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(MAX_DECODE_THREADS),
+            // One: on the two-core machine of BENCHMARKS.md a second
+            // decoding thread cuts a job's wall time by a quarter but adds
+            // a fifth or more to its CPU time; a stream opts in.
+            decode_threads: 1,
         }
     }
 }

@@ -260,7 +260,7 @@ pub(crate) trait RecordDecoder: Send {
 
 /// Batches smaller than this many records per decoder are decoded on the
 /// calling thread alone: a chunk must outweigh starting a thread for it.
-const MIN_RECORDS_PER_DECODER: usize = 1024;
+const MIN_RECORDS_PER_DECODER: usize = 512;
 
 /// Decoders of one format, each decoding a contiguous chunk of a batch on
 /// a thread of its own (the caller's for the first). A text record decodes
