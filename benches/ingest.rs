@@ -4,7 +4,6 @@
 //! ```text
 //! cargo bench --bench ingest                                  # 5M events, 2 rounds
 //! cargo bench --bench ingest -- --events 1000000 --runs 1 --format csv
-//! cargo bench --bench ingest -- --flink ~/.cache/datafibers/flink-venv/bin/python
 //! ```
 //!
 //! The bids of `--events` events of the Nexmark sequence (46 in 50 events
@@ -16,27 +15,23 @@
 //!   8,192 rows, and nothing else;
 //! * **q0, q1, q2**: a job of a real [`Engine`] per query (the files of
 //!   `benches/nexmark/`), reading the file through a `file` stream (with a
-//!   watermark on `date_time`) into a `discard` sink.
+//!   watermark on `date_time`) into a `discard` sink;
+//! * **q0, q1, q2, two decode threads**: the same with `decode_threads =
+//!   '2'`, each batch decoded in two chunks at once.
 //!
 //! CPU time is of the whole process (user + system, every thread). The
 //! targets are those of the ingest issue: JSON bids through q1 and q2 at
 //! 1.2M events or more per CPU-second, q0 at 0.8M or more.
 //!
-//! With `--flink PYTHON` (an interpreter with PyPI's `apache-flink`; see
-//! `benches/flink/README.md`), the JSON rounds also run each query in
-//! Apache Flink over the same file (`benches/flink/nexmark_file.py`: a
-//! local mini-cluster, parallelism 1, into a `blackhole` sink), and a
-//! Flink start-up arm, the q0 job over a file of one bid, whose CPU is
-//! Flink's fixed cost. Before the rounds, each query's rows are counted in
-//! Flink and must equal DataFibers' output rows.
+//! Apache Flink over the same kind of file is the peer bench of
+//! `benches/peers/flink/`.
 
 #[path = "support.rs"]
 mod support;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -65,13 +60,15 @@ impl Format {
     }
 }
 
-/// The stream over the file, declared as a user would declare it.
-fn create_stream(path: &Path, format: Format) -> String {
+/// The stream over the file, declared as a user would declare it;
+/// `threads` sets its `decode_threads` (the default when `None`).
+fn create_stream(path: &Path, format: Format, threads: Option<usize>) -> String {
+    let threads = threads.map_or(String::new(), |n| format!(", decode_threads = '{n}'"));
     format!(
         "CREATE STREAM bid (auction BIGINT, bidder BIGINT, price BIGINT, channel TEXT, url TEXT, \
          date_time TIMESTAMP, extra TEXT, \
          WATERMARK FOR date_time AS date_time - INTERVAL '5' SECOND) \
-         WITH (connector = 'file', path = '{}', format = '{}');",
+         WITH (connector = 'file', path = '{}', format = '{}'{threads});",
         path.display(),
         format.name()
     )
@@ -137,69 +134,18 @@ fn decode_alone(path: &Path, format: Format, schema: &SchemaRef) -> anyhow::Resu
     })
 }
 
-/// The script that runs a query in Flink.
-fn flink_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/flink/nexmark_file.py")
-}
-
-/// Runs the Flink driver and returns the value of `field` in the JSON line
-/// it prints last.
-fn flink(python: &Path, path: &Path, query: &str, field: &str, count: bool) -> anyhow::Result<f64> {
-    let mut command = Command::new(python);
-    command
-        .arg(flink_script())
-        .arg("--path")
-        .arg(path)
-        .args(["--query", query]);
-    if count {
-        command.arg("--count");
-    }
-    let output = command
-        .output()
-        .with_context(|| format!("cannot run {}", python.display()))?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(
-        output.status.success(),
-        "Flink's {query} failed ({}):\n{}{}",
-        output.status,
-        stdout,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let last = stdout.lines().last().unwrap_or_default();
-    let value: serde_json::Value = serde_json::from_str(last)
-        .with_context(|| format!("Flink's {query} printed '{last}', not a JSON line"))?;
-    value[field]
-        .as_f64()
-        .with_context(|| format!("Flink's {query} printed no '{field}': {last}"))
-}
-
-/// Runs `query` in Flink over the file; its CPU time is the driver's and
-/// its JVM's.
-fn run_flink(python: &Path, path: &Path, query: &str, rows: u64) -> anyhow::Result<Run> {
-    let wall = Instant::now();
-    let cpu = flink(python, path, query, "cpu_s", false)?;
-    Ok(Run {
-        cpu: Duration::from_secs_f64(cpu),
-        wall: wall.elapsed(),
-        rows_in: rows,
-        rows_out: 0,
-    })
-}
-
-/// A file holding the first bid of `path` only, for Flink's start-up arm.
-fn first_line(path: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
-    let mut line = String::new();
-    BufReader::new(File::open(path)?).read_line(&mut line)?;
-    let one = dir.join("one_bid.jsonl");
-    std::fs::write(&one, line)?;
-    Ok(one)
-}
-
 /// Runs `query` over the file in a fresh engine until the stream ends.
-async fn run_query(path: &Path, format: Format, query: &str) -> anyhow::Result<Run> {
+async fn run_query(
+    path: &Path,
+    format: Format,
+    query: &str,
+    threads: Option<usize>,
+) -> anyhow::Result<Run> {
     let dir = tempfile::tempdir()?;
     let engine = Engine::open(EngineConfig::new(dir.path())).await?;
-    engine.execute_script(&create_stream(path, format)).await?;
+    engine
+        .execute_script(&create_stream(path, format, threads))
+        .await?;
     let sink = format!(
         "CREATE SINK ingest_{query} WITH (connector = 'discard') AS\n{}",
         nexmark::sql(&format!("{query}.sql"))?
@@ -221,8 +167,9 @@ async fn run_query(path: &Path, format: Format, query: &str) -> anyhow::Result<R
 enum Arm {
     Decoder,
     Fibers(&'static str),
-    FlinkStartUp,
-    Flink(&'static str),
+    /// The query with `decode_threads = '2'`: each batch decoded in two
+    /// chunks at once.
+    TwoThreads(&'static str),
 }
 
 impl Arm {
@@ -230,66 +177,21 @@ impl Arm {
         match self {
             Arm::Decoder => "decoder alone, every field (baseline)".to_string(),
             Arm::Fibers(q) => q.to_string(),
-            Arm::FlinkStartUp => "Flink start-up (q0 over one bid)".to_string(),
-            Arm::Flink(q) => format!("Flink {q}"),
+            Arm::TwoThreads(q) => format!("{q}, two decode threads"),
         }
     }
-}
-
-/// Prints DataFibers and Flink side by side, after checking that Flink
-/// emits as many rows as DataFibers for each query.
-fn flink_table(
-    python: &Path,
-    path: &Path,
-    arms: &[Arm],
-    best: &[Option<Run>],
-) -> anyhow::Result<()> {
-    let cpu_of = |wanted: &dyn Fn(Arm) -> bool| {
-        arms.iter()
-            .zip(best)
-            .find(|(arm, _)| wanted(**arm))
-            .and_then(|(_, run)| run.as_ref())
-            .map(|run| run.cpu.as_secs_f64())
-    };
-    let start_up = cpu_of(&|a| matches!(a, Arm::FlinkStartUp)).unwrap_or(0.0);
-    println!("\nApache Flink, same file (start-up arm: {start_up:.2} CPU s)\n");
-    println!(
-        "| query | rows out | DataFibers CPU s | Flink CPU s | Flink less start-up | \
-         Flink / DataFibers | less start-up / DataFibers |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for (i, &query) in QUERIES.iter().enumerate() {
-        let ours = best[1 + i].as_ref().context("no DataFibers run")?;
-        let counted = flink(python, path, query, "rows", true)? as u64;
-        anyhow::ensure!(
-            counted == ours.rows_out,
-            "{query}: Flink emits {counted} rows, DataFibers {}",
-            ours.rows_out
-        );
-        let fibers = ours.cpu.as_secs_f64();
-        let theirs = cpu_of(&|a| matches!(a, Arm::Flink(q) if q == query)).unwrap_or(0.0);
-        let less = (theirs - start_up).max(0.0);
-        println!(
-            "| {query} | {counted} | {fibers:.2} | {theirs:.2} | {less:.2} | {:.1}× | {:.1}× |",
-            theirs / fibers.max(1e-9),
-            less / fibers.max(1e-9),
-        );
-    }
-    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
     let mut events = 5_000_000u64;
     let mut runs = 2usize;
     let mut formats = vec![Format::Json];
-    let mut flink_python: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
             "--events" => events = value("--events")?.parse()?,
             "--runs" => runs = value("--runs")?.parse::<usize>()?.max(1),
-            "--flink" => flink_python = Some(value("--flink")?.into()),
             "--format" => {
                 formats = match value("--format")?.as_str() {
                     "json" => vec![Format::Json],
@@ -302,7 +204,7 @@ fn main() -> anyhow::Result<()> {
             "--bench" => {}
             other => anyhow::bail!(
                 "unknown argument '{other}'; expected --events N, --runs N, --format \
-                 json|csv|both or --flink PYTHON"
+                 json|csv|both"
             ),
         }
     }
@@ -329,30 +231,19 @@ fn main() -> anyhow::Result<()> {
             Format::Json => &json,
             Format::Csv => &csv,
         };
-        let flink_python = flink_python.as_deref().filter(|_| format == Format::Json);
         let mut arms = vec![Arm::Decoder];
-        arms.extend(QUERIES.iter().map(|&q| Arm::Fibers(q)));
-        let one_bid = match flink_python {
-            Some(_) => {
-                arms.push(Arm::FlinkStartUp);
-                arms.extend(QUERIES.iter().map(|&q| Arm::Flink(q)));
-                Some(first_line(path, dir.path())?)
-            }
-            None => None,
-        };
+        for &q in QUERIES {
+            arms.extend([Arm::Fibers(q), Arm::TwoThreads(q)]);
+        }
         // Best of `runs` for each arm, the arms alternating within a round.
         let mut best: Vec<Option<Run>> = arms.iter().map(|_| None).collect();
         for round in 1..=runs {
             let mut line = format!("{} round {round}:", format.name());
             for (arm, slot) in arms.iter().zip(best.iter_mut()) {
-                let run = match (*arm, flink_python, &one_bid) {
-                    (Arm::Decoder, ..) => decode_alone(path, format, &schema)?,
-                    (Arm::Fibers(q), ..) => runtime.block_on(run_query(path, format, q))?,
-                    (Arm::FlinkStartUp, Some(python), Some(one)) => {
-                        run_flink(python, one, "q0", rows)?
-                    }
-                    (Arm::Flink(q), Some(python), _) => run_flink(python, path, q, rows)?,
-                    _ => unreachable!("Flink arms run only with --flink"),
+                let run = match *arm {
+                    Arm::Decoder => decode_alone(path, format, &schema)?,
+                    Arm::Fibers(q) => runtime.block_on(run_query(path, format, q, None))?,
+                    Arm::TwoThreads(q) => runtime.block_on(run_query(path, format, q, Some(2)))?,
                 };
                 anyhow::ensure!(
                     run.rows_in == rows,
@@ -376,9 +267,6 @@ fn main() -> anyhow::Result<()> {
         println!("|---|---:|---:|---:|---:|---:|---|");
         for (arm, run) in arms.iter().zip(&best) {
             let Some(run) = run else { continue };
-            if matches!(arm, Arm::FlinkStartUp | Arm::Flink(_)) {
-                continue;
-            }
             let per_cpu = rows as f64 / run.cpu.as_secs_f64().max(1e-9);
             let target = match (format, arm) {
                 (Format::Json, Arm::Fibers("q0")) => Some(0.8e6),
@@ -399,9 +287,6 @@ fn main() -> anyhow::Result<()> {
                     None => String::new(),
                 }
             );
-        }
-        if let Some(python) = flink_python {
-            flink_table(python, path, &arms, &best)?;
         }
     }
     Ok(())
