@@ -76,11 +76,13 @@ pub async fn run(
 /// One line per job on stderr when the run ends: what it read, wrote and
 /// dropped, so that a bounded run says what it did.
 async fn print_summary(engine: &Engine) {
-    let batches = match engine.execute_script("SHOW JOBS").await.as_deref() {
-        Ok([StatementResult::Rows { batches, .. }]) => batches.clone(),
-        _ => return,
+    let Ok(results) = engine.execute_script("SHOW JOBS").await else {
+        return;
     };
-    for batch in &batches {
+    let [StatementResult::Rows { batches, .. }] = results.as_slice() else {
+        return;
+    };
+    for batch in batches {
         let text = |name: &str| {
             batch
                 .column_by_name(name)

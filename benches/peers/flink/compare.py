@@ -28,7 +28,6 @@ peak resident set (Flink: the driver's and the JVM's added up).
 import argparse
 import collections
 import datetime
-import decimal
 import json
 import os
 import pathlib
@@ -219,8 +218,6 @@ def normal(value, kind):
             value = datetime.datetime.fromisoformat(value)
         return value.replace(microsecond=value.microsecond // 1000 * 1000).isoformat(timespec="milliseconds")
     if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
-        return f"{float(value):.6f}"
-    if isinstance(value, decimal.Decimal):
         return f"{float(value):.6f}"
     return value
 

@@ -62,22 +62,10 @@ impl RecordLimits {
                 ))
             })?;
         }
-        if let Some(depth) = options.take_parsed::<usize>("max_nesting_depth", "a number")? {
-            if depth == 0 || depth > MAX_NESTING_DEPTH_ALLOWED {
-                return Err(Error::invalid(format!(
-                    "invalid value '{depth}' for option 'max_nesting_depth': expected 1 to \
-                     {MAX_NESTING_DEPTH_ALLOWED}"
-                )));
-            }
+        if let Some(depth) = take_count(options, "max_nesting_depth", MAX_NESTING_DEPTH_ALLOWED)? {
             limits.max_nesting_depth = depth;
         }
-        if let Some(threads) = options.take_parsed::<usize>("decode_threads", "a number")? {
-            if threads == 0 || threads > MAX_DECODE_THREADS {
-                return Err(Error::invalid(format!(
-                    "invalid value '{threads}' for option 'decode_threads': expected 1 to \
-                     {MAX_DECODE_THREADS}"
-                )));
-            }
+        if let Some(threads) = take_count(options, "decode_threads", MAX_DECODE_THREADS)? {
             limits.decode_threads = threads;
         }
         Ok(limits)
@@ -119,6 +107,16 @@ pub(crate) fn parse_size(text: &str) -> Option<usize> {
     };
     let bytes = number.checked_mul(1usize << shift)?;
     (bytes > 0).then_some(bytes)
+}
+
+/// Takes option `key` as a whole number from 1 to `max`.
+fn take_count(options: &mut Options, key: &str, max: usize) -> Result<Option<usize>> {
+    match options.take_parsed::<usize>(key, "a number")? {
+        Some(n) if n == 0 || n > max => Err(Error::invalid(format!(
+            "invalid value '{n}' for option '{key}': expected 1 to {max}"
+        ))),
+        n => Ok(n),
+    }
 }
 
 /// Whether `json` opens more than `limit` arrays or objects inside one
