@@ -60,8 +60,9 @@ pub async fn run(
             _ = until => {}
             _ = tokio::signal::ctrl_c() => eprintln!("interrupted: stopping jobs"),
         }
-        print_summary(&engine).await;
     }
+    // Also when the jobs ended during the script (a SELECT waited for them).
+    print_summary(&engine).await;
     engine.shutdown().await;
     let failures = engine.failures().await;
     if !failures.is_empty() {
