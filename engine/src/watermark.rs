@@ -224,7 +224,13 @@ impl PartitionWatermarks {
     /// one it no longer lists is forgotten if it has delivered nothing
     /// (the stand-in a source lists while it learns its partitions; see
     /// `union::pending`). One that has delivered keeps its watermark.
+    /// A source that lists none has not learnt them yet (a Kafka consumer
+    /// still connecting): nothing changes, so a partition restored from a
+    /// checkpoint before it delivered still holds the watermark back.
     pub fn track(&mut self, partitions: &[u32], now: Instant) {
+        if partitions.is_empty() {
+            return;
+        }
         if partitions.len() == self.partitions.len()
             && partitions.iter().all(|p| self.partitions.contains_key(p))
         {
@@ -468,6 +474,27 @@ mod tests {
         let o = w.observe(0, batch(&[Some(200)]), much_later).unwrap();
         assert_eq!(o.late, 0);
         assert_eq!(w.advance(much_later), Some(190));
+    }
+
+    /// Found by the crash test: restored from a checkpoint taken before
+    /// one partition delivered, a Kafka job listed no partitions while its
+    /// consumer connected, the restored partition was forgotten, and the
+    /// watermark ran past its rows, which then came late.
+    #[test]
+    fn a_restored_partition_that_delivered_nothing_holds_while_none_are_listed() {
+        let now = Instant::now();
+        let mut w = PartitionWatermarks::new(0, 0, None);
+        w.restore(
+            &crate::checkpoint::WatermarkState {
+                partitions: vec![(0, Some(1_000)), (1, None)],
+                emitted: None,
+            },
+            now,
+        );
+        w.track(&[], now);
+        assert_eq!(w.advance(now), None, "partition 1 has delivered nothing");
+        w.track(&[0, 1], now);
+        assert_eq!(w.advance(now), None);
     }
 
     #[test]
