@@ -218,6 +218,7 @@ impl Records {
         (0..self.len()).map(|i| self.get(i))
     }
 
+    /// Removes every record, keeping the buffers' memory.
     pub fn clear(&mut self) {
         self.data.clear();
         self.ends.clear();
@@ -406,6 +407,18 @@ struct TextDecoder {
     schema: SchemaRef,
     /// The columns it decodes, when not all of `schema`'s.
     projection: Option<Projection>,
+    /// arrow-json's decoder, kept from one batch to the next.
+    json: Option<KeptJsonDecoder>,
+}
+
+/// A JSON decoder that took its last records without an error, so it holds
+/// nothing of them: reusing it keeps its tape's buffers, which a decoder
+/// built per batch grows afresh every time (reallocating, and faulting in
+/// new pages).
+struct KeptJsonDecoder {
+    decoder: arrow_json::reader::Decoder,
+    /// The rows it takes before it stops taking input.
+    rows: usize,
 }
 
 /// The columns of a schema a decoder decodes, the others left NULL.
@@ -442,6 +455,7 @@ impl TextDecoder {
             csv,
             schema,
             projection,
+            json: None,
         })
     }
 
@@ -476,6 +490,7 @@ impl TextDecoder {
 impl RecordDecoder for TextDecoder {
     fn decode(&mut self, records: &Records) -> Result<Decoded> {
         let csv = self.csv;
+        let kept = &mut self.json;
         let (decoded_schema, csv_projection) = match &self.projection {
             Some(p) => (Arc::clone(&p.schema), Some(p.indices.as_slice())),
             None => (Arc::clone(&self.schema), None),
@@ -492,7 +507,7 @@ impl RecordDecoder for TextDecoder {
             if csv {
                 decode_csv(&self.schema, csv_projection, records, range)
             } else {
-                decode_json(&decoded_schema, records, range)
+                decode_json(kept, &decoded_schema, records, range)
             }
         })?;
         decoded.batch = self.widen(decoded.batch)?;
@@ -530,39 +545,60 @@ fn decode_csv(
 }
 
 /// Decodes the JSON values of records `range` into rows of `schema` in
-/// one batch; fields of a value that `schema` lacks are skipped.
+/// one batch; fields of a value that `schema` lacks are skipped. Uses the
+/// decoder `kept` when it takes enough rows, and keeps the decoder for the
+/// next call unless it failed (a failure may leave part of a value in it).
 fn decode_json(
+    kept: &mut Option<KeptJsonDecoder>,
     schema: &SchemaRef,
     records: &Records,
     range: Range<usize>,
 ) -> std::result::Result<RecordBatch, String> {
-    let decoded = arrow_json::ReaderBuilder::new(Arc::clone(schema))
-        // One more than expected, so a record holding two values shows.
-        .with_batch_size(range.len() + 1)
-        .build_decoder()
-        .and_then(|mut decoder| {
-            // Record by record: JSON allows a newline inside a value,
-            // so a value may run on into the next record, and the
-            // counts of a span alone could hide it.
-            // (A lone record is checked by its count of rows.)
-            let several = range.len() > 1;
-            for (n, i) in range.enumerate() {
-                feed(records.get(i), |b| decoder.decode(b))?;
-                if several && (decoder.has_partial_record() || decoder.len() != n + 1) {
-                    return Err(arrow::error::ArrowError::JsonError(format!(
-                        "record {} does not hold exactly one value",
-                        n + 1
-                    )));
-                }
+    // One more than expected, so a record holding two values shows.
+    let rows = range.len() + 1;
+    let mut json = match kept.take() {
+        Some(json) if json.rows >= rows => json,
+        _ => {
+            let rows = rows.max(MIN_JSON_DECODER_ROWS);
+            KeptJsonDecoder {
+                decoder: arrow_json::ReaderBuilder::new(Arc::clone(schema))
+                    .with_batch_size(rows)
+                    .build_decoder()
+                    .map_err(|e| e.to_string())?,
+                rows,
             }
-            decoder.flush()
-        });
+        }
+    };
+    let decoder = &mut json.decoder;
+    // Record by record: JSON allows a newline inside a value, so a value
+    // may run on into the next record, and the counts of a span alone
+    // could hide it. (A lone record is checked by its count of rows.)
+    let several = range.len() > 1;
+    let decoded = range
+        .enumerate()
+        .try_for_each(|(n, i)| {
+            feed(records.get(i), |b| decoder.decode(b))?;
+            if several && (decoder.has_partial_record() || decoder.len() != n + 1) {
+                return Err(arrow::error::ArrowError::JsonError(format!(
+                    "record {} does not hold exactly one value",
+                    n + 1
+                )));
+            }
+            Ok(())
+        })
+        .and_then(|()| decoder.flush());
     match decoded {
-        Ok(Some(batch)) => Ok(batch),
-        Ok(None) => Ok(RecordBatch::new_empty(Arc::clone(schema))),
+        Ok(batch) => {
+            *kept = Some(json);
+            Ok(batch.unwrap_or_else(|| RecordBatch::new_empty(Arc::clone(schema))))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
+
+/// The rows a JSON decoder is built for at least, so that the smaller
+/// spans of isolating a bad record, and batches that vary in size, reuse it.
+const MIN_JSON_DECODER_ROWS: usize = 1024;
 
 /// Hands `bytes` to a push decoder until it has taken all of them (or
 /// stops taking any because its batch is full).
@@ -882,6 +918,44 @@ mod tests {
         assert_eq!(ids(&decoded.batch), [1, 10]);
         let bad: Vec<usize> = decoded.bad.iter().map(|(i, _)| *i).collect();
         assert_eq!(bad, [1, 2]);
+    }
+
+    /// One JSON decoder over successive batches decodes each as a fresh
+    /// decoder would: after a batch whose bad records leave part of a value
+    /// in it, and across a batch larger than it was built for.
+    #[test]
+    fn a_json_decoder_reused_across_batches_decodes_each_afresh() {
+        let mut decoder = Format::Json
+            .decoder(schema(), RecordLimits::default())
+            .unwrap();
+        let many: Vec<String> = (0..3000).map(|i| format!(r#"{{"id": {i}}}"#)).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let batches = [
+            records(&[
+                r#"{"id": 1}"#,
+                "{",
+                r#""id": 8} {"id": 9}"#,
+                r#"{"id": 10}"#,
+            ]),
+            records(&["{"]),
+            records(&[r#"{"id": 5}"#, r#"{"id": 6, "name": "x"}"#]),
+            records(&many),
+            records(&[r#""id": 7}"#, r#"{"id": 11}"#]),
+        ];
+        let mut all = Vec::new();
+        for r in &batches {
+            let reused = decoder.decode(r).unwrap();
+            let fresh = decode_json(r);
+            let bad = |d: &Decoded| d.bad.iter().map(|(i, _)| *i).collect::<Vec<_>>();
+            assert_eq!(ids(&reused.batch), ids(&fresh.batch));
+            assert_eq!(bad(&reused), bad(&fresh));
+            all.push((ids(&reused.batch), bad(&reused)));
+        }
+        assert_eq!(all[0], (vec![1, 10], vec![1, 2]));
+        assert_eq!(all[1], (vec![], vec![0]));
+        assert_eq!(all[2], (vec![5, 6], vec![]));
+        assert_eq!(all[3].0, (0..3000).collect::<Vec<i64>>());
+        assert_eq!(all[4], (vec![11], vec![0]));
     }
 
     #[test]

@@ -55,6 +55,14 @@ impl PartitionBuffer {
     fn len(&self) -> usize {
         self.offsets.len()
     }
+
+    /// Empties the buffer, keeping its memory for the next batch.
+    fn clear(&mut self) {
+        self.values.clear();
+        self.offsets.clear();
+        self.timestamps.clear();
+        self.keys.clear();
+    }
 }
 
 /// Reads a Kafka stream.
@@ -505,22 +513,27 @@ impl KafkaSource {
         Ok(())
     }
 
-    /// Decodes every partition's buffer into a batch of its own.
+    /// Decodes every partition's buffer into a batch of its own. The
+    /// buffers are emptied and kept: growing new ones for every batch
+    /// costs more than filling them (reallocation, fresh pages).
     fn decode_buffers(&mut self) -> Result<()> {
-        let buffers = std::mem::take(&mut self.buffers);
+        let mut buffers = std::mem::take(&mut self.buffers);
         self.buffered = 0;
-        for (partition, buffer) in buffers {
-            if buffer.len() > 0 && self.failure.is_none() {
-                self.decode_partition(partition, buffer)?;
+        let mut decoded = Ok(());
+        for (&partition, buffer) in &mut buffers {
+            if buffer.len() > 0 && self.failure.is_none() && decoded.is_ok() {
+                decoded = self.decode_partition(partition, buffer);
             }
+            buffer.clear();
         }
-        Ok(())
+        self.buffers = buffers;
+        decoded
     }
 
-    fn decode_partition(&mut self, partition: i32, buffer: PartitionBuffer) -> Result<()> {
+    fn decode_partition(&mut self, partition: i32, buffer: &PartitionBuffer) -> Result<()> {
         let decoded = self.decoder.decode(&buffer.values)?;
         let kept = decoded.kept(buffer.len());
-        let mut batch = self.assemble(partition, &buffer, decoded.batch, kept.as_deref())?;
+        let mut batch = self.assemble(partition, buffer, decoded.batch, kept.as_deref())?;
         if let Some((first, e)) = decoded.bad.first() {
             match self.config.bad_data {
                 BadData::Fail => {
