@@ -192,6 +192,8 @@ pub mod kafka {
             .set("bootstrap.servers", brokers)
             .set("group.id", "bench-baseline")
             .set("enable.auto.commit", "false")
+            // The fetch setting a stream's consumer has, so the two fetch alike.
+            .set("fetch.queue.backoff.ms", "20")
             .create()?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {

@@ -162,6 +162,13 @@ impl KafkaConfig {
             // Should the position fall out of the topic's retention, go on
             // from the oldest message still there.
             .set("auto.offset.reset", "earliest");
+        if !self
+            .properties
+            .iter()
+            .any(|(key, _)| key == "fetch.queue.backoff.ms")
+        {
+            config.set("fetch.queue.backoff.ms", FETCH_QUEUE_BACKOFF_MS);
+        }
         // librdkafka needs a group to assign partitions, even though no
         // group is joined; offsets are committed only to a user's `group`.
         let group = self
@@ -172,6 +179,15 @@ impl KafkaConfig {
         config
     }
 }
+
+/// How long librdkafka waits before fetching more for a partition whose
+/// local queue is full (`queued.min.messages`). Its default, 1 s, is far
+/// longer than the queue lasts a source that reads at a fast broker's pace:
+/// the source drains it in a fraction of that and then waits for the rest,
+/// idle. (On nisshi, 1.84M bids: a job's wall time 10.4 s at 1 s, against
+/// 1.5 s for a consumer that only counts.) A user's
+/// `properties.fetch.queue.backoff.ms` wins.
+const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 /// Settings shared by every client: the brokers, then `properties.*` (so a
 /// user can override anything, security settings included).
@@ -339,6 +355,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("RFC 3339"), "{err}");
+    }
+
+    /// A stream's consumer fetches again soon after its queue was full,
+    /// unless the stream sets the property itself.
+    #[test]
+    fn the_fetch_queue_backoff_is_short_unless_set() {
+        let config = |properties: Vec<(String, String)>| {
+            let mut o = options(&[("brokers", "b"), ("topic", "t"), ("format", "json")]);
+            KafkaConfig::from_options(&mut o, properties)
+                .unwrap()
+                .consumer_config()
+        };
+        let backoff = "fetch.queue.backoff.ms";
+        assert_eq!(config(vec![]).get(backoff), Some(FETCH_QUEUE_BACKOFF_MS));
+        let own = config(vec![(backoff.to_string(), "500".to_string())]);
+        assert_eq!(own.get(backoff), Some("500"));
     }
 
     #[test]
