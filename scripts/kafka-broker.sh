@@ -22,7 +22,8 @@
 # restart.
 # The benches that only read topics use it; the tests use tansu. Building it
 # takes a Rust toolchain of 1.96 or later (`cargo +nightly` if the default
-# is older; RUSTUP_TOOLCHAIN picks another), 30-45 minutes on two cores, once.
+# is older; RUSTUP_TOOLCHAIN picks another), cmake and libclang, and 30-45
+# minutes on two cores, once.
 #
 # To use your own Kafka instead, point a stream at it:
 #   CREATE STREAM ... WITH (connector = 'kafka', brokers = 'host:9092', ...)
@@ -39,6 +40,11 @@ esac
 binary="$tools/bin/$broker"
 
 install_nisshi() {
+  # Its storage crates build C and C++ code with cmake and bindgen.
+  if ! command -v cmake >/dev/null || ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1; then
+    echo "nisshi builds with cmake and libclang; install them first (Debian: apt-get install cmake libclang-dev)" >&2
+    exit 1
+  fi
   local toolchain="${RUSTUP_TOOLCHAIN:-}"
   if [ -z "$toolchain" ]; then
     local minor
@@ -135,5 +141,5 @@ case "${1:-}" in
   install) install ;;
   start) start "${2:-}" ;;
   stop) stop "${2:-}" ;;
-  *) sed -n '2,28p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,29p' "$0" >&2; exit 2 ;;
 esac
