@@ -193,7 +193,10 @@ pub mod kafka {
             .set("group.id", "bench-baseline")
             .set("enable.auto.commit", "false")
             // The fetch setting a stream's consumer has, so the two fetch alike.
-            .set("fetch.queue.backoff.ms", "20")
+            .set(
+                "fetch.queue.backoff.ms",
+                fibers_engine::KAFKA_FETCH_QUEUE_BACKOFF_MS,
+            )
             .create()?;
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {

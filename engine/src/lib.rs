@@ -35,6 +35,9 @@ mod watermark;
 
 pub use access::{Access, Confinement};
 pub use checkpoint::CheckpointConfig;
+/// The `fetch.queue.backoff.ms` a Kafka stream's consumer sets, for
+/// clients that should fetch as a stream does (the Kafka benches' baseline).
+pub use connector::kafka::FETCH_QUEUE_BACKOFF_MS as KAFKA_FETCH_QUEUE_BACKOFF_MS;
 pub use connector::stocks::{StocksConfig, StocksGenerator, default_symbols, stocks_schema};
 pub use engine::{Engine, EngineConfig, TableInfo};
 pub use error::{Error, ErrorKind, Result, catch_decoder_panic, check_ipc_bounds};

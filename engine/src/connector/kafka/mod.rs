@@ -187,7 +187,7 @@ impl KafkaConfig {
 /// idle. (On nisshi, 1.84M bids: a job's wall time 10.4 s at 1 s, against
 /// 1.5 s for a consumer that only counts.) A user's
 /// `properties.fetch.queue.backoff.ms` wins.
-const FETCH_QUEUE_BACKOFF_MS: &str = "20";
+pub const FETCH_QUEUE_BACKOFF_MS: &str = "20";
 
 /// Settings shared by every client: the brokers, then `properties.*` (so a
 /// user can override anything, security settings included).
